@@ -1,0 +1,77 @@
+"""Command line: `python -m app` runs the service (migrating the database first);
+`python -m app create-key NAME ROLE` prints a new API key; `python -m app migrate`."""
+
+import argparse
+import logging
+import sys
+
+
+def _migrate(settings) -> None:
+    from app.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+def serve(args) -> None:
+    import uvicorn
+
+    from app.config import get_settings
+    from app.main import create_app
+    from app.telemetry import setup_telemetry
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _migrate(settings)
+    telemetry = setup_telemetry("hitl-review", settings.environment)
+    app = create_app(settings, telemetry=telemetry)
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def create_key(args) -> None:
+    from app.auth.models import Role
+    from app.auth.service import create_key as create
+    from app.config import get_settings
+    from app.db import Database
+
+    settings = get_settings()
+    _migrate(settings)
+    db = Database(settings)
+    with db.sessionmaker() as session:
+        key, token = create(session=session, name=args.name, role=Role(args.role))
+    print(token)
+    print(f"created key '{key.name}' with role {key.role.value}; store the token now, it is not shown again",
+          file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("serve", help="run the service (the default)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p = sub.add_parser("create-key", help="create an API key and print its token")
+    p.add_argument("name")
+    p.add_argument("role", choices=["pipeline", "reviewer", "viewer", "admin"])
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    args = parser.parse_args(argv)
+    if args.command == "create-key":
+        create_key(args)
+    elif args.command == "migrate":
+        from app.config import get_settings
+
+        _migrate(get_settings())
+    else:
+        if args.command is None:
+            args = parser.parse_args(["serve"])
+        serve(args)
+
+
+if __name__ == "__main__":
+    main()

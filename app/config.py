@@ -1,0 +1,79 @@
+"""One typed settings object, read from the environment (and an optional .env file).
+
+Every setting has a default that runs the service on a bare machine: an embedded SQLite file,
+an in-process cache, no code host. Outside development a placeholder secret stops start-up.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "token", "placeholder"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "staging", "production"] = Field(
+        "development", validation_alias="APP_ENV"
+    )
+    host: str = Field("127.0.0.1", validation_alias="APP_HOST")
+    port: int = Field(8000, validation_alias="APP_PORT")
+
+    database_url: str = Field(
+        f"sqlite:///{Path('var/hitl.db').resolve()}", validation_alias="DATABASE_URL"
+    )
+    # Bounds that turn a database outage into a quick 503 instead of a hang.
+    db_connect_timeout_seconds: float = Field(3.0, validation_alias="DB_CONNECT_TIMEOUT_SECONDS")
+    db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
+    db_max_overflow: int = Field(5, validation_alias="DB_MAX_OVERFLOW")
+    db_pool_timeout_seconds: float = Field(5.0, validation_alias="DB_POOL_TIMEOUT_SECONDS")
+    db_statement_timeout_ms: int = Field(5000, validation_alias="DB_STATEMENT_TIMEOUT_MS")
+
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    redis_timeout_seconds: float = Field(0.5, validation_alias="REDIS_TIMEOUT_SECONDS")
+    stats_cache_ttl_seconds: int = Field(10, validation_alias="STATS_CACHE_TTL_SECONDS")
+    memory_cache_max_entries: int = Field(1024, validation_alias="MEMORY_CACHE_MAX_ENTRIES")
+
+    max_body_bytes: int = Field(256 * 1024, validation_alias="MAX_BODY_BYTES")
+
+    code_host_url: str | None = Field(None, validation_alias="CODE_HOST_URL")
+    code_host_token: str | None = Field(None, validation_alias="CODE_HOST_TOKEN")
+    code_host_timeout_seconds: float = Field(5.0, validation_alias="CODE_HOST_TIMEOUT_SECONDS")
+    action_max_attempts: int = Field(5, validation_alias="ACTION_MAX_ATTEMPTS")
+    action_retry_base_seconds: float = Field(2.0, validation_alias="ACTION_RETRY_BASE_SECONDS")
+    action_retry_poll_seconds: float = Field(1.0, validation_alias="ACTION_RETRY_POLL_SECONDS")
+    action_retry_enabled: bool = Field(True, validation_alias="ACTION_RETRY_ENABLED")
+
+    # Fault injection for alert tests: a share of API requests fail (500) or are slowed.
+    # Off by default; only an admin-role key can change it at run time.
+    fault_error_ratio: float = Field(0.0, ge=0, le=1, validation_alias="FAULT_ERROR_RATIO")
+    fault_delay_ratio: float = Field(0.0, ge=0, le=1, validation_alias="FAULT_DELAY_RATIO")
+    fault_delay_seconds: float = Field(1.5, ge=0, le=30, validation_alias="FAULT_DELAY_SECONDS")
+
+    # Seconds between readings of the pending-queue gauges (a database query each).
+    pending_gauge_refresh_seconds: float = Field(5.0, validation_alias="PENDING_GAUGE_REFRESH_SECONDS")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_outside_development(self) -> "Settings":
+        if self.environment in ("staging", "production"):
+            token = (self.code_host_token or "").strip().lower()
+            if self.code_host_url and token in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    "CODE_HOST_TOKEN is unset or a placeholder; set a real token outside development"
+                )
+            if self.database_url.startswith("sqlite") and self.environment == "production":
+                raise ValueError("DATABASE_URL must point at PostgreSQL in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,125 @@
+"""Engine, sessions and the declarative base.
+
+The pool is a QueuePool subclass that reports how long a checkout waited and how many are
+waiting, the two pool readings SQLAlchemy's own instrumentation does not give.
+"""
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.types import TypeDecorator
+
+from app.config import Settings
+from app.telemetry import metrics
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InstrumentedQueuePool(QueuePool):
+    """QueuePool that records checkout wait time and the number of waiting checkouts."""
+
+    pool_name = "default"
+
+    def _do_get(self):
+        metrics.db_pending_requests_add(1, self.pool_name)
+        start = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.db_pending_requests_add(-1, self.pool_name)
+            metrics.db_wait_time_record(time.perf_counter() - start, self.pool_name)
+
+
+def prepare_url(url: str) -> str:
+    """The SQLAlchemy URL to use: psycopg 3 for PostgreSQL; SQLite's folder created."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = prepare_url(settings.database_url)
+    connect_args: dict = {}
+    if settings.is_sqlite:
+        connect_args = {"check_same_thread": False, "timeout": settings.db_connect_timeout_seconds}
+    else:
+        connect_args = {
+            "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        }
+    pool_class = type(
+        "InstrumentedQueuePool", (InstrumentedQueuePool,), {"pool_name": _pool_name(url)}
+    )
+    engine = create_engine(
+        url,
+        poolclass=pool_class,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+    if settings.is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metrics.observe_pool(engine.pool, pool_class.pool_name, settings.db_pool_size + settings.db_max_overflow)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def _pool_name(url: str) -> str:
+    """host:port/database, never the credentials."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return "sqlite"
+    return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+
+
+class Database:
+    def __init__(self, settings: Settings):
+        self.engine = make_engine(settings)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Iterator[Session]:
+        with self.sessionmaker() as session:
+            yield session

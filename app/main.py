@@ -1,0 +1,86 @@
+"""The FastAPI application: wiring of settings, database, cache, code host and routers."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from app import __version__, errors
+from app.admin import Faults, inject_faults
+from app.admin import router as admin_router
+from app.auth.service import KeyVerifier
+from app.cache import make_cache
+from app.config import Settings, get_settings
+from app.db import Database
+from app.health.router import router as health_router
+from app.reviews.actions import CodeHost
+from app.reviews.router import router as reviews_router
+from app.reviews.service import ActionRetrier, PendingGauge
+from app.telemetry import Telemetry, instrument_app, instrument_engine, metrics
+
+
+def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = Database(settings)
+    instrument_engine(db.engine)
+    cache = make_cache(
+        settings.redis_url,
+        timeout_seconds=settings.redis_timeout_seconds,
+        max_entries=settings.memory_cache_max_entries,
+    )
+    code_host = CodeHost(settings.code_host_url, settings.code_host_token, settings.code_host_timeout_seconds)
+    pending = PendingGauge(db.sessionmaker, settings.pending_gauge_refresh_seconds)
+    metrics.set_pending_reader(pending.read)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        retrier = None
+        if settings.action_retry_enabled:
+            retrier = ActionRetrier(
+                sessions=db.sessionmaker,
+                code_host=code_host,
+                poll_seconds=settings.action_retry_poll_seconds,
+                base_seconds=settings.action_retry_base_seconds,
+                max_attempts=settings.action_max_attempts,
+            )
+            retrier.start()
+        app.state.retrier = retrier
+        try:
+            yield
+        finally:
+            # uvicorn re-raises SIGTERM, so atexit never runs: flush telemetry here.
+            if retrier is not None:
+                retrier.stop()
+            code_host.close()
+            cache.close()
+            db.engine.dispose()
+            if telemetry is not None:
+                telemetry.shutdown()
+
+    app = FastAPI(
+        title="HITL review service",
+        version=__version__,
+        description=(
+            "People approve, reject, modify or escalate machine-made security patches (APVs). "
+            "Every route but /health needs an API key in the X-API-Key header."
+        ),
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        # The contrib FastAPI instrumentation is used; FastAPI's built-in telemetry stays off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.cache = cache
+    app.state.code_host = code_host
+    app.state.verifier = KeyVerifier()
+    app.state.faults = Faults(
+        error_ratio=settings.fault_error_ratio,
+        delay_ratio=settings.fault_delay_ratio,
+        delay_seconds=settings.fault_delay_seconds,
+    )
+    errors.install(app)
+    app.include_router(health_router)
+    app.include_router(reviews_router, dependencies=[Depends(inject_faults)])
+    app.include_router(admin_router)
+    instrument_app(app)
+    return app

@@ -1,0 +1,354 @@
+"""What the review service does, as plain functions over a session."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.propagate import extract, inject
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.cache import Cache
+from app.db import utcnow
+from app.reviews.actions import CodeHost
+from app.reviews.models import (
+    ACTION_FOR_DECISION,
+    Decision,
+    DecisionKind,
+    Review,
+    ReviewStatus,
+    Severity,
+)
+from app.reviews.schemas import DecisionCreate, ReviewCreate
+from app.telemetry import metrics
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("hitl-review")
+
+STATS_KEY = "hitl:stats:v1"
+WAITING = (ReviewStatus.pending, ReviewStatus.escalated)
+
+
+class Conflict(Exception):
+    """The request is valid but the review's state forbids it (HTTP 409)."""
+
+
+def waiting_seconds(review: Review, now: datetime | None = None) -> float:
+    end = review.decided_at or now or utcnow()
+    return max(0.0, (end - review.created_at).total_seconds())
+
+
+def submit_review(*, session: Session, cache: Cache, data: ReviewCreate) -> tuple[Review, bool]:
+    """Store a review; a repeat apv_code returns the stored one. (review, created?)"""
+    existing = session.scalar(select(Review).where(Review.apv_code == data.apv_code))
+    if existing is not None:
+        return existing, False
+    review = Review(**data.model_dump())
+    session.add(review)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent submit of the same apv_code won
+        session.rollback()
+        existing = session.scalar(select(Review).where(Review.apv_code == data.apv_code))
+        if existing is None:
+            raise
+        return existing, False
+    metrics.reviews_created.add(
+        1, {"hitl.review.severity": review.severity.value, "hitl.review.source": review.source}
+    )
+    span = trace.get_current_span()
+    span.set_attribute("hitl.review.severity", review.severity.value)
+    log.info("review submitted", extra={"hitl.review.id": review.id, "hitl.review.severity": review.severity.value})
+    invalidate_stats(cache)
+    return review, True
+
+
+def list_reviews(
+    *,
+    session: Session,
+    status: ReviewStatus | None = None,
+    severity: Severity | None = None,
+    patch_strategy=None,
+    wargame_verdict=None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Review], int]:
+    query = select(Review)
+    for column, value in (
+        (Review.status, status),
+        (Review.severity, severity),
+        (Review.patch_strategy, patch_strategy),
+        (Review.wargame_verdict, wargame_verdict),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(
+        query.order_by(Review.created_at.desc(), Review.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def decide(
+    *,
+    session: Session,
+    cache: Cache,
+    code_host: CodeHost,
+    review_id: str,
+    data: DecisionCreate,
+    reviewer: str,
+    retry_base_seconds: float = 2.0,
+    max_attempts: int = 5,
+) -> Decision:
+    review = session.scalar(select(Review).where(Review.id == review_id).with_for_update())
+    if review is None:
+        raise LookupError(review_id)
+    if review.status is ReviewStatus.decided:
+        raise Conflict("the review is already decided")
+    if review.status is ReviewStatus.escalated and data.decision is DecisionKind.escalate:
+        raise Conflict("the review is already escalated")
+    if data.decision in (DecisionKind.approve, DecisionKind.reject) and review.pr_number is None:
+        raise Conflict(f"'{data.decision.value}' needs a pull request and the review has none")
+
+    now = utcnow()
+    latency = max(0.0, (now - review.created_at).total_seconds())
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    decision = Decision(
+        review_id=review.id,
+        decision=data.decision,
+        justification=data.justification,
+        confidence=data.confidence,
+        modifications=data.modifications,
+        reviewer=reviewer,
+        cve_id=review.cve_id,
+        severity=review.severity,
+        patch_strategy=review.patch_strategy,
+        wargame_verdict=review.wargame_verdict,
+        decision_latency_seconds=latency,
+        action=ACTION_FOR_DECISION[data.decision],
+        action_status="pending",
+        traceparent=carrier.get("traceparent"),
+        created_at=now,
+    )
+    session.add(decision)
+    if data.decision is DecisionKind.escalate:
+        review.status = ReviewStatus.escalated
+    else:
+        review.status = ReviewStatus.decided
+        review.decided_at = now
+    session.commit()
+
+    attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": review.severity.value}
+    metrics.decisions.add(1, attrs)
+    metrics.decision_duration.record(latency, attrs)
+    span = trace.get_current_span()
+    span.set_attributes(attrs)
+    log.info("decision recorded", extra={"hitl.decision": data.decision.value, "hitl.review.id": review.id})
+    invalidate_stats(cache)
+
+    run_action(
+        session=session,
+        code_host=code_host,
+        decision=decision,
+        review=review,
+        retry_base_seconds=retry_base_seconds,
+        max_attempts=max_attempts,
+    )
+    return decision
+
+
+def run_action(
+    *,
+    session: Session,
+    code_host: CodeHost,
+    decision: Decision,
+    review: Review,
+    retry_base_seconds: float,
+    max_attempts: int,
+) -> None:
+    """Perform the decision's code-host action once and record the outcome; never raises."""
+    with tracer.start_as_current_span(f"action {decision.action}") as span:
+        span.set_attribute("hitl.action", decision.action)
+        result = code_host.perform(
+            action=decision.action,
+            pr_number=review.pr_number,
+            payload={
+                "apv_code": review.apv_code,
+                "decision_id": decision.id,
+                "decision": decision.decision.value,
+                "modifications": decision.modifications,
+            },
+        )
+        outcome = "failed" if result.status.endswith("_failed") else result.status
+        span.set_attribute("hitl.action.outcome", outcome)
+        if outcome == "failed":
+            span.set_status(trace.StatusCode.ERROR, result.error)
+    metrics.actions.add(1, {"hitl.action": decision.action, "hitl.action.outcome": outcome})
+    decision.action_attempts += 1
+    decision.action_status = result.status
+    decision.action_error = result.error
+    if outcome == "failed" and decision.action_attempts < max_attempts:
+        backoff = retry_base_seconds * 2 ** (decision.action_attempts - 1)
+        decision.action_next_attempt_at = utcnow() + timedelta(seconds=backoff * random.uniform(0.8, 1.2))
+    else:
+        decision.action_next_attempt_at = None
+    session.commit()
+
+
+class ActionRetrier:
+    """Background thread that retries failed actions with exponential backoff."""
+
+    def __init__(
+        self, *, sessions: sessionmaker, code_host: CodeHost, poll_seconds: float, base_seconds: float, max_attempts: int
+    ):
+        self._sessions = sessions
+        self._code_host = code_host
+        self._poll = poll_seconds
+        self._base = base_seconds
+        self._max = max_attempts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="action-retrier", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll):
+            try:
+                self.retry_due()
+            except Exception:  # noqa: BLE001 - e.g. the database is down; try again next poll
+                log.warning("action retry pass failed", exc_info=True)
+
+    def retry_due(self) -> int:
+        with self._sessions() as session:
+            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                due = session.scalars(
+                    select(Decision)
+                    .where(Decision.action_next_attempt_at.is_not(None), Decision.action_next_attempt_at <= utcnow())
+                    .limit(20)
+                ).all()
+            finally:
+                detach(token)
+            for decision in due:
+                ctx = extract({"traceparent": decision.traceparent} if decision.traceparent else {})
+                with tracer.start_as_current_span("action retry", context=ctx) as span:
+                    span.set_attribute("hitl.action.attempt", decision.action_attempts + 1)
+                    run_action(
+                        session=session,
+                        code_host=self._code_host,
+                        decision=decision,
+                        review=decision.review,
+                        retry_base_seconds=self._base,
+                        max_attempts=self._max,
+                    )
+            return len(due)
+
+
+def invalidate_stats(cache: Cache) -> None:
+    cache.delete(STATS_KEY)
+
+
+def _start_of_day(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def compute_stats(*, session: Session, now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    today = _start_of_day(now)
+    week = today - timedelta(days=today.weekday())
+    pending = dict.fromkeys((s.value for s in Severity), 0)
+    for severity, count in session.execute(
+        select(Review.severity, func.count()).where(Review.status.in_(WAITING)).group_by(Review.severity)
+    ):
+        pending[severity.value] = count
+    by_kind = dict.fromkeys((k.value for k in DecisionKind), 0)
+    for kind, count in session.execute(select(Decision.decision, func.count()).group_by(Decision.decision)):
+        by_kind[kind.value] = count
+
+    def count_since(model, since):
+        return int(session.scalar(select(func.count()).select_from(model).where(model.created_at >= since)) or 0)
+
+    latency = Decision.decision_latency_seconds
+    n, avg, fastest, slowest = session.execute(
+        select(func.count(latency), func.avg(latency), func.min(latency), func.max(latency))
+    ).one()
+    median = None
+    if n:
+        middle = session.scalars(select(latency).order_by(latency).offset((n - 1) // 2).limit(2 - n % 2)).all()
+        median = sum(middle) / len(middle)
+    return {
+        "pending_by_severity": pending,
+        "reviews_today": count_since(Review, today),
+        "reviews_this_week": count_since(Review, week),
+        "decisions_today": count_since(Decision, today),
+        "decisions_this_week": count_since(Decision, week),
+        "decisions_by_kind": by_kind,
+        "review_time": {
+            "average_seconds": float(avg) if avg is not None else None,
+            "median_seconds": median,
+            "fastest_seconds": fastest,
+            "slowest_seconds": slowest,
+        },
+        "generated_at": now.isoformat(),
+    }
+
+
+def stats(*, session: Session, cache: Cache, ttl_seconds: int) -> dict:
+    cached = cache.get(STATS_KEY, key_space="stats")
+    if cached is not None:
+        return json.loads(cached)
+    value = compute_stats(session=session)
+    cache.set(STATS_KEY, json.dumps(value), ttl_seconds=ttl_seconds)
+    return value
+
+
+class PendingGauge:
+    """Reads the waiting queue for the pending gauges, at most once per refresh interval."""
+
+    def __init__(self, sessions: sessionmaker, refresh_seconds: float):
+        self._sessions = sessions
+        self._refresh = refresh_seconds
+        self._lock = threading.Lock()
+        self._at = 0.0
+        self._value: dict[str, tuple[int, float]] = {}
+
+    def read(self) -> dict[str, tuple[int, float]]:
+        import time
+
+        with self._lock:
+            if time.monotonic() - self._at < self._refresh:
+                return self._value
+            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                with self._sessions() as session:
+                    rows = session.execute(
+                        select(Review.severity, func.count(), func.min(Review.created_at))
+                        .where(Review.status.in_(WAITING))
+                        .group_by(Review.severity)
+                    ).all()
+                now = datetime.now(UTC)
+                value = {s.value: (0, 0.0) for s in Severity}
+                for severity, count, oldest in rows:
+                    if oldest is not None and oldest.tzinfo is None:
+                        oldest = oldest.replace(tzinfo=UTC)
+                    value[severity.value] = (count, (now - oldest).total_seconds() if oldest else 0.0)
+                self._value = value
+            except Exception:  # noqa: BLE001 - database down: report the last reading
+                log.warning("pending gauge read failed", exc_info=False)
+            finally:
+                detach(token)
+                self._at = time.monotonic()
+            return self._value

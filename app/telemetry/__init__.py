@@ -1,0 +1,206 @@
+"""OpenTelemetry set-up for the service: traces, metrics and logs over OTLP, nothing else.
+
+Configured from the standard OTEL_* environment variables (the exporters read endpoint,
+protocol, headers, timeout and compression themselves). `OTEL_SDK_DISABLED=true` turns all of
+it off, instrumentation included, which is the baseline of the overhead benchmark.
+
+Choices that are not the defaults, and why:
+- Every span is sampled (ALWAYS_ON, not parent-based): the collector derives RED metrics from
+  the spans, so a dropped span would be a missing request in the metrics.
+- The ASGI `send`/`receive` spans and SQLAlchemy's per-checkout `connect` spans are not
+  created: they carry nothing a person looks at, and cost CPU on every request.
+- The HTTP server duration/active-requests metrics of the instrumentation are dropped by a
+  view: the collector's spanmetrics connector derives the same RED metrics from the spans.
+  The request/response body size histograms are kept.
+- Exports have a bounded timeout and shutdown a bounded flush, so a missing collector never
+  holds the process past its grace period (ARCHITECTURE.md: unbounded retries held ~38 s).
+- Health probes are not traced: they would drown the RED metrics of the real routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+
+from app import __version__
+
+log = logging.getLogger(__name__)
+
+EXCLUDED_URLS = "/health/live,/health/ready"
+DEFAULT_EXPORT_TIMEOUT_SECONDS = 5.0
+SHUTDOWN_FLUSH_MILLIS = 3000
+# Instrumentation metrics that duplicate what the collector derives from spans.
+DROPPED_INSTRUMENTATION_METRICS = (
+    "http.server.request.duration",
+    "http.server.duration",
+    "http.server.active_requests",
+    "db.client.connections.usage",
+)
+PROCESS_METRICS = {
+    "process.cpu.time": ["user", "system"],
+    "process.cpu.utilization": None,
+    "process.memory.usage": None,
+    "process.memory.virtual": None,
+    "process.thread.count": None,
+}
+
+
+def sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+@dataclass
+class Telemetry:
+    """Handle on the providers; `shutdown()` flushes and stops them (bounded in time)."""
+
+    enabled: bool
+    tracer_provider: object | None = None
+    meter_provider: object | None = None
+    logger_provider: object | None = None
+    _handlers: list[logging.Handler] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        if not self.enabled:
+            return
+        for handler in self._handlers:
+            logging.getLogger().removeHandler(handler)
+        for provider in (self.tracer_provider, self.logger_provider):
+            try:
+                provider.force_flush(SHUTDOWN_FLUSH_MILLIS)
+            except Exception:  # noqa: BLE001 - flushing is best effort at shutdown
+                pass
+            provider.shutdown()
+        try:
+            self.meter_provider.shutdown(timeout_millis=SHUTDOWN_FLUSH_MILLIS)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _protocol(signal: str) -> str:
+    return (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+
+
+def _timeout(signal: str) -> float:
+    raw = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT") or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    # The spec gives milliseconds; Python's exporters take seconds.
+    return float(raw) / 1000 if raw else DEFAULT_EXPORT_TIMEOUT_SECONDS
+
+
+def _exporter(signal: str):
+    grpc = _protocol(signal) == "grpc"
+    timeout = _timeout(signal)
+    if signal == "TRACES":
+        if grpc:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        return OTLPSpanExporter(timeout=timeout)
+    if signal == "METRICS":
+        if grpc:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        return OTLPMetricExporter(timeout=timeout)
+    if grpc:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    return OTLPLogExporter(timeout=timeout)
+
+
+def build_resource(service_name: str, environment: str):
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    from_env = Resource.create()  # reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+    attrs = dict(from_env.attributes)
+    if attrs.get(SERVICE_NAME, "unknown_service") == "unknown_service":
+        attrs[SERVICE_NAME] = service_name
+    attrs.setdefault("service.version", __version__)
+    attrs.setdefault("service.instance.id", str(uuid.uuid4()))
+    attrs.setdefault("deployment.environment.name", environment)
+    return Resource(attrs, from_env.schema_url)
+
+
+def setup_telemetry(service_name: str, environment: str, *, log_level: int = logging.INFO) -> Telemetry:
+    """Install global tracer, meter and logger providers exporting over OTLP."""
+    if sdk_disabled():
+        return Telemetry(enabled=False)
+
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import DropAggregation, View
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    resource = build_resource(service_name, environment)
+
+    tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+    tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("TRACES")))
+    trace.set_tracer_provider(tracer_provider)
+
+    interval = int(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "10000"))
+    reader = PeriodicExportingMetricReader(
+        _exporter("METRICS"),
+        export_interval_millis=interval,
+        export_timeout_millis=int(_timeout("METRICS") * 1000),
+    )
+    views = [View(instrument_name=name, aggregation=DropAggregation()) for name in DROPPED_INSTRUMENTATION_METRICS]
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
+    metrics.set_meter_provider(meter_provider)
+
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("LOGS")))
+    _logs.set_logger_provider(logger_provider)
+    handler = LoggingHandler(level=log_level, logger_provider=logger_provider)
+    logging.getLogger().addHandler(handler)
+
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+    HTTPXClientInstrumentor().instrument()
+    RedisInstrumentor().instrument()
+    SystemMetricsInstrumentor(config=PROCESS_METRICS).instrument()
+
+    return Telemetry(
+        enabled=True,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        _handlers=[handler],
+    )
+
+
+def instrument_app(app) -> None:
+    """FastAPI server spans (without the ASGI send/receive spans)."""
+    if sdk_disabled():
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"])
+
+
+def instrument_engine(engine) -> None:
+    """One span per statement; no span per pool checkout."""
+    if sdk_disabled():
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.instrumentation.utils import unwrap
+    from sqlalchemy.engine.base import Engine
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    instrumentor.instrument(engine=engine, enable_commenter=False)
+    # instrument() also wraps Engine.connect to open a `connect` span per checkout.
+    unwrap(Engine, "connect")

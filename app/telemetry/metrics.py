@@ -1,0 +1,152 @@
+"""The service's own metric instruments (names, units and attributes are in contract.yaml).
+
+Instruments are created on the global meter at import time; before telemetry is set up the
+OpenTelemetry API hands out proxies, so importing this module never needs a provider.
+"""
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from app import __version__
+
+_meter = metrics.get_meter("hitl-review", __version__)
+
+# Human decisions take minutes to days; the low buckets keep the simulator's seconds visible.
+DECISION_DURATION_BUCKETS_SECONDS = (
+    1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600, 604800,
+)
+POOL_WAIT_BUCKETS_SECONDS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10)
+
+reviews_created = _meter.create_counter(
+    "hitl.reviews.created", unit="{review}", description="Reviews submitted by the pipeline."
+)
+decisions = _meter.create_counter(
+    "hitl.decisions", unit="{decision}", description="Decisions taken by reviewers."
+)
+decision_duration = _meter.create_histogram(
+    "hitl.decision.duration",
+    unit="s",
+    description="Time from a review's creation to its decision.",
+    explicit_bucket_boundaries_advisory=DECISION_DURATION_BUCKETS_SECONDS,
+)
+actions = _meter.create_counter(
+    "hitl.actions", unit="{action}", description="Code-host actions attempted after decisions, by outcome."
+)
+cache_hits = _meter.create_counter("hitl.cache.hits", unit="{lookup}", description="Cache lookups that found a value.")
+cache_misses = _meter.create_counter(
+    "hitl.cache.misses", unit="{lookup}", description="Cache lookups that found nothing (or failed)."
+)
+cache_errors = _meter.create_counter(
+    "hitl.cache.errors", unit="{operation}", description="Cache operations that failed; the service went on without the cache."
+)
+_db_pending = _meter.create_up_down_counter(
+    "db.client.connection.pending_requests",
+    unit="{request}",
+    description="Checkouts waiting for a pooled database connection.",
+)
+_db_wait = _meter.create_histogram(
+    "db.client.connection.wait_time",
+    unit="s",
+    description="Time a checkout waited for a pooled database connection.",
+    explicit_bucket_boundaries_advisory=POOL_WAIT_BUCKETS_SECONDS,
+)
+_POOL = "db.client.connection.pool.name"
+
+
+def db_pending_requests_add(delta: int, pool_name: str) -> None:
+    _db_pending.add(delta, {_POOL: pool_name})
+
+
+def db_wait_time_record(seconds: float, pool_name: str) -> None:
+    _db_wait.record(seconds, {_POOL: pool_name})
+
+
+_pools: dict[str, tuple[object, int]] = {}
+
+
+def observe_pool(pool, pool_name: str, max_connections: int) -> None:
+    """Report this pool's used/idle/max connections (the latest pool of a name wins)."""
+    _pools[pool_name] = (pool, max_connections)
+
+
+def _pool_counts(_: CallbackOptions) -> Iterable[Observation]:
+    for name, (pool, _max) in list(_pools.items()):
+        used = pool.checkedout()
+        idle = pool.checkedin()
+        yield Observation(used, {_POOL: name, "db.client.connection.state": "used"})
+        yield Observation(idle, {_POOL: name, "db.client.connection.state": "idle"})
+
+
+def _pool_max(_: CallbackOptions) -> Iterable[Observation]:
+    for name, (_pool, max_connections) in list(_pools.items()):
+        yield Observation(max_connections, {_POOL: name})
+
+
+_meter.create_observable_up_down_counter(
+    "db.client.connection.count",
+    callbacks=[_pool_counts],
+    unit="{connection}",
+    description="Pooled database connections by state.",
+)
+_meter.create_observable_up_down_counter(
+    "db.client.connection.max",
+    callbacks=[_pool_max],
+    unit="{connection}",
+    description="Most connections the pool will open.",
+)
+
+# Readers registered by the parts that own the data (the review queue, the cache).
+_pending_reader: Callable[[], dict[str, tuple[int, float]]] | None = None
+_evictions_reader: Callable[[], dict[str, int]] | None = None
+
+
+def set_pending_reader(reader: Callable[[], dict[str, tuple[int, float]]]) -> None:
+    """reader() -> {severity: (pending count, age in seconds of the oldest pending review)}."""
+    global _pending_reader
+    _pending_reader = reader
+
+
+def set_evictions_reader(reader: Callable[[], dict[str, int]]) -> None:
+    """reader() -> {cache backend: evictions so far}."""
+    global _evictions_reader
+    _evictions_reader = reader
+
+
+def _pending_observations(index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(_: CallbackOptions) -> Iterable[Observation]:
+        if _pending_reader is None:
+            return []
+        return [
+            Observation(values[index], {"hitl.review.severity": severity})
+            for severity, values in _pending_reader().items()
+        ]
+
+    return callback
+
+
+def _evictions(_: CallbackOptions) -> Iterable[Observation]:
+    if _evictions_reader is None:
+        return []
+    return [Observation(n, {"hitl.cache.backend": backend}) for backend, n in _evictions_reader().items()]
+
+
+_meter.create_observable_gauge(
+    "hitl.reviews.pending",
+    callbacks=[_pending_observations(0)],
+    unit="{review}",
+    description="Reviews waiting for a decision (pending or escalated), by severity.",
+)
+_meter.create_observable_gauge(
+    "hitl.reviews.pending.oldest_age",
+    callbacks=[_pending_observations(1)],
+    unit="s",
+    description="How long the oldest waiting review of each severity has waited.",
+)
+_meter.create_observable_counter(
+    "hitl.cache.evictions",
+    callbacks=[_evictions],
+    unit="{entry}",
+    description="Entries the cache evicted to stay within its memory bound.",
+)
