@@ -1,0 +1,133 @@
+"""Shared fixtures: each API test runs twice, on SQLite with the in-process cache and on
+PostgreSQL with Redis (TEST_POSTGRES_URL / TEST_REDIS_URL, started by scripts/test-services.sh).
+Each test leaves the database as it found it: the rows it wrote are deleted afterwards."""
+
+import os
+import uuid
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")  # in-process apps: no exporters
+
+from app.auth.models import ApiKey, Role  # noqa: E402
+from app.auth.service import create_key  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from app.reviews.models import Decision, Review  # noqa: E402
+from tests.support.code_host import CodeHostServer  # noqa: E402
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _require(var: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        if os.environ.get("CI"):
+            pytest.fail(f"{var} is not set; run the tests through scripts/test.sh")
+        pytest.skip(f"{var} not set (scripts/test-services.sh start prints it)")
+    return value
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    return _require("TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _require("TEST_REDIS_URL")
+
+
+def fresh_postgres_database(admin_url: str) -> str:
+    """Create an empty database and return its URL."""
+    name = f"hitl_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request, tmp_path_factory) -> dict:
+    """The database URL (migrated) and cache URL of one backend pair."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'hitl.db'}"
+        cache = None
+    else:
+        url = fresh_postgres_database(request.getfixturevalue("postgres_admin_url"))
+        cache = request.getfixturevalue("redis_url")
+    upgrade(url)
+    return {"name": request.param, "database_url": url, "redis_url": cache}
+
+
+def make_settings(backend: dict, **overrides) -> Settings:
+    values = {
+        "APP_ENV": "test",
+        "DATABASE_URL": backend["database_url"],
+        "REDIS_URL": backend["redis_url"],
+        "ACTION_RETRY_ENABLED": False,
+        "DB_POOL_TIMEOUT_SECONDS": 2,
+        "MAX_BODY_BYTES": 64 * 1024,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def code_host():
+    server = CodeHostServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def settings(backend, code_host) -> Settings:
+    return make_settings(backend, CODE_HOST_URL=code_host.url, CODE_HOST_TOKEN="test-code-host-token")
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    yield application
+    with application.state.db.sessionmaker() as session:
+        for model in (Decision, Review, ApiKey):
+            session.execute(delete(model))
+        session.commit()
+    application.state.cache.delete("hitl:stats:v1")
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def keys(app) -> dict[str, str]:
+    """A token per role."""
+    tokens = {}
+    with app.state.db.sessionmaker() as session:
+        for role in Role:
+            _, tokens[role.value] = create_key(session=session, name=f"test-{role.value}", role=role)
+    return tokens
+
+
+@pytest.fixture
+def as_role(client, keys):
+    """as_role('reviewer').get(...): the client with that role's key."""
+
+    class _As:
+        def __init__(self, role):
+            self.headers = {"X-API-Key": keys[role]}
+
+        def __getattr__(self, method):
+            def call(url, **kw):
+                headers = {**self.headers, **kw.pop("headers", {})}
+                return getattr(client, method)(url, headers=headers, **kw)
+
+            return call
+
+    return _As
