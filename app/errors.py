@@ -13,6 +13,7 @@ from app.reviews.schemas import ErrorOut
 log = logging.getLogger(__name__)
 
 ERROR_RESPONSES = {
+    400: {"model": ErrorOut, "description": "The body could not be read (not UTF-8 JSON)"},
     401: {"model": ErrorOut, "description": "Missing or invalid API key"},
     403: {"model": ErrorOut, "description": "The key's role may not do this"},
     404: {"model": ErrorOut, "description": "Unknown id"},

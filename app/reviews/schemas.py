@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.reviews.models import (
     DecisionKind,
@@ -15,17 +15,13 @@ from app.reviews.models import (
 )
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
+# PostgreSQL text cannot hold NUL, so free text refuses it (and says so in the schema).
+NO_NUL = r"^[^\x00]*$"
 
 
-def Str(max_length: int, min_length: int = 0, pattern: str | None = None) -> Any:
-    return Annotated[
-        str, Field(min_length=min_length, max_length=max_length, pattern=pattern), AfterValidator(_no_nul)
-    ]
+def Str(max_length: int, min_length: int = 0, pattern: str = NO_NUL) -> Any:
+    """A bounded string; `pattern` must itself exclude NUL."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=pattern)]
 
 
 Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
