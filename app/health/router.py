@@ -1,6 +1,7 @@
 """Liveness and readiness: the only routes without a credential."""
 
 from fastapi import APIRouter, Request
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -31,12 +32,16 @@ def live():
 )
 def ready(request: Request):
     state = request.app.state
+    # Probes are not traced (see app/telemetry), so neither is their query.
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
     try:
         with state.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         database = "ok"
     except Exception:  # noqa: BLE001 - any failure means not ready
         database = "unavailable"
+    finally:
+        detach(token)
     cache = "ok" if state.cache.ping() else "degraded"
     body = {"status": "ok" if database == "ok" else "unavailable", "database": database, "cache": cache}
     return JSONResponse(body, status_code=200 if database == "ok" else 503)

@@ -118,7 +118,7 @@ class Review(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     decisions: Mapped[list["Decision"]] = relationship(
-        back_populates="review", order_by="Decision.created_at", lazy="selectin"
+        back_populates="review", order_by="Decision.created_at", lazy="select"
     )
 
     __table_args__ = (

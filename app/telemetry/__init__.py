@@ -14,7 +14,13 @@ Choices that are not the defaults, and why:
   The request/response body size histograms are kept.
 - Exports have a bounded timeout and shutdown a bounded flush, so a missing collector never
   holds the process past its grace period (ARCHITECTURE.md: unbounded retries held ~38 s).
+- Server spans do not carry the client's address, port, user agent or query string: personal
+  data (or tokens a client put in a URL) that the RED metrics do not need (dropped by a
+  request hook, before any export).
 - Health probes are not traced: they would drown the RED metrics of the real routes.
+- The instrumentations emit the stable HTTP and database semantic conventions
+  (`OTEL_SEMCONV_STABILITY_OPT_IN=http,database` unless set): the collector's span metrics
+  use http.route, http.request.method and http.response.status_code as dimensions.
 """
 
 from __future__ import annotations
@@ -47,8 +53,25 @@ PROCESS_METRICS = {
 }
 
 
+# Personal data, or a place where a careless client puts a token (?token=...).
+PERSONAL_SPAN_ATTRIBUTES = ("client.address", "client.port", "user_agent.original", "url.query")
+QUIET_LOGGERS = ("sqlalchemy", "httpx", "httpcore")
+
+
 def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def drop_personal_attributes(span, scope) -> None:
+    """Server request hook: remove the client's address, port, user agent and query string.
+
+    The ASGI instrumentation has no switch to leave them out and re-sets them after the span
+    starts; this hook runs after that, while the span's attribute mapping is still mutable.
+    """
+    attributes = getattr(span, "_attributes", None)
+    if attributes is not None:
+        for key in PERSONAL_SPAN_ATTRIBUTES:
+            attributes.pop(key, None)
 
 
 @dataclass
@@ -119,7 +142,7 @@ def build_resource(service_name: str, environment: str):
 
     from_env = Resource.create()  # reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     attrs = dict(from_env.attributes)
-    if attrs.get(SERVICE_NAME, "unknown_service") == "unknown_service":
+    if str(attrs.get(SERVICE_NAME, "unknown_service")).startswith("unknown_service"):
         attrs[SERVICE_NAME] = service_name
     attrs.setdefault("service.version", __version__)
     attrs.setdefault("service.instance.id", str(uuid.uuid4()))
@@ -131,6 +154,7 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     """Install global tracer, meter and logger providers exporting over OTLP."""
     if sdk_disabled():
         return Telemetry(enabled=False)
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 
     from opentelemetry import _logs, metrics, trace
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -163,6 +187,8 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     _logs.set_logger_provider(logger_provider)
     handler = LoggingHandler(level=log_level, logger_provider=logger_provider)
     logging.getLogger().addHandler(handler)
+    for name in QUIET_LOGGERS:  # per-request INFO chatter (and full URLs) stays out of the logs
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -187,7 +213,12 @@ def instrument_app(app) -> None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls=EXCLUDED_URLS,
+        exclude_spans=["receive", "send"],
+        server_request_hook=drop_personal_attributes,
+    )
 
 
 def instrument_engine(engine) -> None:
