@@ -78,6 +78,12 @@ def make_engine(settings: Settings) -> Engine:
         connect_args = {
             "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # Notice a dead peer (a partition, not a clean close) in seconds, not hours.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+            "tcp_user_timeout": int(settings.db_statement_timeout_ms) + 1000,
         }
     pool_class = type(
         "InstrumentedQueuePool", (InstrumentedQueuePool,), {"pool_name": _pool_name(url)}
