@@ -1,0 +1,1 @@
+"""Plays the upstream remediation pipeline and the human reviewers against the service."""
