@@ -3,9 +3,6 @@ PostgreSQL with Redis (TEST_POSTGRES_URL / TEST_REDIS_URL, started by scripts/te
 Each test leaves the database as it found it: the rows it wrote are deleted afterwards."""
 
 import os
-import uuid
-
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
@@ -19,6 +16,7 @@ from app.main import create_app  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.reviews.models import Decision, Review  # noqa: E402
 from tests.support.code_host import CodeHostServer  # noqa: E402
+from tests.support.databases import fresh_postgres_database  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -40,14 +38,6 @@ def postgres_admin_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return _require("TEST_REDIS_URL")
-
-
-def fresh_postgres_database(admin_url: str) -> str:
-    """Create an empty database and return its URL."""
-    name = f"hitl_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -11,7 +11,8 @@ from app.auth.models import Role
 from app.auth.service import create_key
 from app.main import create_app
 from app.migrate import upgrade
-from tests.conftest import fresh_postgres_database, make_settings
+from tests.conftest import make_settings
+from tests.support.databases import fresh_postgres_database
 from tests.support.factories import decision_body, review_body
 from tests.support.polling import wait_for
 from tests.support.tcp_proxy import TcpProxy

@@ -39,12 +39,12 @@ class ReviewCreate(BaseModel):
     priority: int = Field(ge=1, le=10)
     source: Str(64, 1, r"^[A-Za-z0-9_.-]+$") = "pipeline"
 
-    cve_id: Str(32, 9, r"^CVE-\d{4}-\d{4,}$") = Field(examples=["CVE-2026-12345"])
+    cve_id: Str(32, 9, r"^CVE-[0-9]{4}-[0-9]{4,}$") = Field(examples=["CVE-2026-12345"])
     cve_title: Str(500, 1)
     cve_description: Str(20_000) = ""
     cvss_score: float = Field(ge=0, le=10, allow_inf_nan=False)
     severity: Severity
-    cwe_ids: list[Str(16, 5, r"^CWE-\d{1,6}$")] = Field(default_factory=list, max_length=20)
+    cwe_ids: list[Str(16, 5, r"^CWE-[0-9]{1,6}$")] = Field(default_factory=list, max_length=20)
 
     package_name: Str(255, 1)
     package_version: Str(100, 1)
@@ -68,7 +68,7 @@ class ReviewCreate(BaseModel):
     validation_warnings: list[Str(1000)] = Field(default_factory=list, max_length=100)
 
     pr_number: int | None = Field(None, ge=1, le=2_147_483_647)
-    pr_url: Str(500, 1, r"^https?://\S+$") | None = None
+    pr_url: Str(500, 1, r"^https?://[!-~]+$") | None = None  # printable ASCII: both regex engines agree
     pr_branch: Str(255, 1) | None = None
 
     wargame_verdict: WargameVerdict | None = None

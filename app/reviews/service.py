@@ -80,20 +80,31 @@ def list_reviews(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Review], int]:
-    query = select(Review)
-    for column, value in (
-        (Review.status, status),
-        (Review.severity, severity),
-        (Review.patch_strategy, patch_strategy),
-        (Review.wargame_verdict, wargame_verdict),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(
-        query.order_by(Review.created_at.desc(), Review.id.desc()).limit(limit).offset(offset)
+    filters = [
+        column == value
+        for column, value in (
+            (Review.status, status),
+            (Review.severity, severity),
+            (Review.patch_strategy, patch_strategy),
+            (Review.wargame_verdict, wargame_verdict),
+        )
+        if value is not None
+    ]
+    # One round trip: the page and the total (a window count over the filtered rows).
+    total_col = func.count().over().label("total")
+    rows = session.execute(
+        select(Review, total_col)
+        .where(*filters)
+        .order_by(Review.created_at.desc(), Review.id.desc())
+        .limit(limit)
+        .offset(offset)
     ).all()
-    return list(rows), int(total or 0)
+    if rows:
+        return [row[0] for row in rows], int(rows[0][1])
+    if offset == 0:
+        return [], 0
+    # Past the end: the page is empty, the total still needs counting.
+    return [], int(session.scalar(select(func.count()).select_from(Review).where(*filters)) or 0)
 
 
 def decide(

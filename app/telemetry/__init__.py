@@ -9,8 +9,8 @@ Choices that are not the defaults, and why:
   the spans, so a dropped span would be a missing request in the metrics.
 - The ASGI `send`/`receive` spans and SQLAlchemy's per-checkout `connect` spans are not
   created: they carry nothing a person looks at, and cost CPU on every request.
-- The HTTP server duration/active-requests metrics of the instrumentation are dropped by a
-  view: the collector's spanmetrics connector derives the same RED metrics from the spans.
+- SQLAlchemy's connection-usage metric is not recorded (the pool is read instead), and the
+  HTTP server duration/active-requests metrics of the instrumentation are dropped by a view: the collector's spanmetrics connector derives the same RED metrics from the spans.
   The request/response body size histograms are kept.
 - Exports have a bounded timeout and shutdown a bounded flush, so a missing collector never
   holds the process past its grace period (ARCHITECTURE.md: unbounded retries held ~38 s).
@@ -42,7 +42,6 @@ DROPPED_INSTRUMENTATION_METRICS = (
     "http.server.request.duration",
     "http.server.duration",
     "http.server.active_requests",
-    "db.client.connections.usage",
 )
 PROCESS_METRICS = {
     "process.cpu.time": ["user", "system"],
@@ -155,6 +154,9 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     if sdk_disabled():
         return Telemetry(enabled=False)
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
+    # Exemplars come from the collector's span metrics; SDK-side exemplar sampling on every
+    # measurement would be CPU spent for nothing.
+    os.environ.setdefault("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
 
     from opentelemetry import _logs, metrics, trace
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -232,6 +234,10 @@ def instrument_engine(engine) -> None:
     instrumentor = SQLAlchemyInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
-    instrumentor.instrument(engine=engine, enable_commenter=False)
+    # Its only metric (db.client.connections.usage, 4 updates per request) duplicates
+    # db.client.connection.count, which app/telemetry/metrics.py reads from the pool for free.
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    instrumentor.instrument(engine=engine, enable_commenter=False, meter_provider=NoOpMeterProvider())
     # instrument() also wraps Engine.connect to open a `connect` span per checkout.
     unwrap(Engine, "connect")

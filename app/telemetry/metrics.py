@@ -4,6 +4,7 @@ Instruments are created on the global meter at import time; before telemetry is 
 OpenTelemetry API hands out proxies, so importing this module never needs a provider.
 """
 
+import threading
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
@@ -41,11 +42,6 @@ cache_misses = _meter.create_counter(
 cache_errors = _meter.create_counter(
     "hitl.cache.errors", unit="{operation}", description="Cache operations that failed; the service went on without the cache."
 )
-_db_pending = _meter.create_up_down_counter(
-    "db.client.connection.pending_requests",
-    unit="{request}",
-    description="Checkouts waiting for a pooled database connection.",
-)
 _db_wait = _meter.create_histogram(
     "db.client.connection.wait_time",
     unit="s",
@@ -55,8 +51,15 @@ _db_wait = _meter.create_histogram(
 _POOL = "db.client.connection.pool.name"
 
 
+# Waiting checkouts per pool: a plain counter read by an observable instrument, so a
+# checkout costs no metric update.
+_pending_checkouts: dict[str, int] = {}
+_pending_lock = threading.Lock()
+
+
 def db_pending_requests_add(delta: int, pool_name: str) -> None:
-    _db_pending.add(delta, {_POOL: pool_name})
+    with _pending_lock:
+        _pending_checkouts[pool_name] = _pending_checkouts.get(pool_name, 0) + delta
 
 
 def db_wait_time_record(seconds: float, pool_name: str) -> None:
@@ -89,6 +92,12 @@ _meter.create_observable_up_down_counter(
     callbacks=[_pool_counts],
     unit="{connection}",
     description="Pooled database connections by state.",
+)
+_meter.create_observable_up_down_counter(
+    "db.client.connection.pending_requests",
+    callbacks=[lambda _: [Observation(n, {_POOL: name}) for name, n in list(_pending_checkouts.items())]],
+    unit="{request}",
+    description="Checkouts waiting for a pooled database connection.",
 )
 _meter.create_observable_up_down_counter(
     "db.client.connection.max",

@@ -16,7 +16,7 @@ from app.auth.service import create_key
 from app.config import Settings
 from app.db import Database
 from app.migrate import upgrade
-from tests.conftest import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 from tests.support.app_process import AppProcess, free_port
 from tests.support.code_host import CodeHostServer
 from tests.support.factories import decision_body, review_body
