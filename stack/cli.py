@@ -1,0 +1,246 @@
+"""python3 -m stack build|up|down|status - the native HITL monitoring stack.
+
+Environment: HITL_STACK_CACHE (binaries, default ~/.cache/hitl-stack), HITL_STACK_RUN (configs,
+data, logs, pid files; default $HITL_STACK_CACHE/run), HITL_STACK_SCRAPE_INTERVAL,
+HITL_STACK_FLUSH_INTERVAL, HITL_STACK_RULE_EVAL_INTERVAL (defaults for the options of `up`),
+HITL_STACK_PG_BIN (PostgreSQL bin directory; default: newest /usr/lib/postgresql/*/bin).
+
+Needs on the machine: Go (for `build`), Debian's postgresql (server + client: initdb, postgres,
+pg_isready, psql) and redis-server. It installs nothing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stack import process
+from stack.services import REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, Options, Service, Stack, parse_duration
+
+BUILD_SCRIPT = REPO_ROOT / "stack" / "build.sh"
+
+
+def say(message: str) -> None:
+    print(f"[stack] {message}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HITL_STACK_CACHE", Path.home() / ".cache" / "hitl-stack"))
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("HITL_STACK_RUN", cache_dir() / "run"))
+
+
+def build(targets: list[str] | None = None) -> int:
+    return subprocess.run(["bash", str(BUILD_SCRIPT), *(targets or [])]).returncode
+
+
+def binary_paths() -> dict[str, str]:
+    out = subprocess.run(["bash", str(BUILD_SCRIPT), "--paths"], check=True,
+                         capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def make_stack(args: argparse.Namespace | None = None) -> Stack:
+    opts = Options(run_dir=run_dir(), cache_dir=cache_dir())
+    if args is not None and args.command == "up":
+        opts.scrape_interval = args.scrape_interval
+        opts.flush_interval = args.flush_interval
+        opts.rule_eval_interval = args.rule_eval_interval
+        opts.pg_port, opts.redis_port, opts.app_port = args.pg_port, args.redis_port, args.app_port
+        opts.python = args.python
+        opts.start_app = not args.no_app
+        opts.timeout = args.timeout
+    return Stack(opts, binary_paths())
+
+
+def check_prerequisites(stack: Stack) -> list[str]:
+    problems = []
+    if shutil.which("redis-server") is None:
+        problems.append("redis-server not found (apt-get install redis-server)")
+    if shutil.which("pg_isready") is None:
+        problems.append("pg_isready not found (apt-get install postgresql-client)")
+    try:
+        stack.pg_bin()
+    except RuntimeError as e:
+        problems.append(str(e))
+    return problems
+
+
+def wait_healthy(stack: Stack, services: list[Service], deadline: float) -> list[str]:
+    """Wait until every service answers its health check; returns the failures."""
+    pending = {s.name: s for s in services}
+    reasons: dict[str, str] = {}
+    while pending and time.monotonic() < deadline:
+        for name, svc in list(pending.items()):
+            if stack.pid_file(name).running_pid() is None:
+                reasons[name] = "process exited"
+                del pending[name]
+                continue
+            reason = svc.health()
+            if reason is None:
+                if svc.after_healthy:
+                    svc.after_healthy()
+                say(f"{name}: healthy")
+                del pending[name]
+            else:
+                reasons[name] = reason
+        if pending:
+            time.sleep(0.5)
+    failed = [n for n in reasons if n in pending or stack.pid_file(n).running_pid() is None]
+    for name in list(pending):
+        reasons[name] = f"not healthy in time: {reasons.get(name, '?')}"
+    for name in failed:
+        say(f"{name}: FAILED - {reasons[name]}; last lines of {stack.log_file(name)}:")
+        print(process.tail(stack.log_file(name)), file=sys.stderr)
+    return failed
+
+
+def start_services(stack: Stack, services: list[Service]) -> list[Service]:
+    started = []
+    for svc in services:
+        pid_file = stack.pid_file(svc.name)
+        pid = pid_file.running_pid()
+        if pid is not None:
+            say(f"{svc.name}: already running (pid {pid})")
+            started.append(svc)
+            continue
+        if svc.prepare:
+            svc.prepare()
+        env = svc.env() if callable(svc.env) else (svc.env or stack.base_env())
+        pid = process.start_detached(svc.argv, log_path=stack.log_file(svc.name), pid_file=pid_file,
+                                     env=env, cwd=REPO_ROOT, user=svc.user)
+        say(f"{svc.name}: started (pid {pid}, log {stack.log_file(svc.name)})")
+        started.append(svc)
+    return started
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        return _up(args)
+    except (RuntimeError, ValueError, OSError) as e:
+        say(f"FAILED: {e}")
+        say("services already started are left running: python3 -m stack down")
+        return 1
+
+
+def _up(args: argparse.Namespace) -> int:
+    for value in (args.scrape_interval, args.flush_interval, args.rule_eval_interval):
+        if value is not None:
+            parse_duration(value)
+    if not args.skip_build and build() != 0:
+        say("build failed")
+        return 1
+    stack = make_stack(args)
+    problems = check_prerequisites(stack)
+    if problems:
+        for p in problems:
+            say(p)
+        return 1
+    if stack.opts.start_app and not (REPO_ROOT / "app" / "__main__.py").exists():
+        say("warning: app/__main__.py does not exist yet; not starting the app and the simulator")
+        stack.opts.start_app = False
+    for d in (stack.logs, stack.pids, stack.config, stack.data):
+        d.mkdir(parents=True, exist_ok=True)
+
+    services = stack.services()
+    backends = [s for s in services if s.name not in ("app", "simulator")]
+    apps = [s for s in services if s.name in ("app", "simulator")]
+    t0 = time.monotonic()
+    failed = wait_healthy(stack, start_services(stack, backends), t0 + stack.opts.timeout)
+    if not failed and apps:
+        # The app needs the database and the collector; the simulator needs the app.
+        app = [s for s in apps if s.name == "app"]
+        failed = wait_healthy(stack, start_services(stack, app), time.monotonic() + stack.opts.timeout)
+        if not failed:
+            sim = [s for s in apps if s.name == "simulator"]
+            start_services(stack, sim)
+            time.sleep(1.0)
+            failed = wait_healthy(stack, sim, time.monotonic() + 5)
+    if failed:
+        say(f"FAILED: {', '.join(failed)}. Other services are left running: python3 -m stack down")
+        return 1
+    say(f"all healthy in {time.monotonic() - t0:.1f}s; run dir {stack.run}")
+    for svc in services:
+        for label, url in svc.urls.items():
+            print(f"  {label:42} {url}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stack = make_stack()
+    for name in reversed(SERVICE_ORDER):
+        result = process.stop(stack.pid_file(name), sig=STOP_SIGNALS.get(name, signal.SIGTERM),
+                              timeout=args.timeout)
+        if result != "not running" or args.verbose:
+            say(f"{name}: {result}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    stack = make_stack()
+    stack.opts.start_app = True
+    bad = 0
+    for svc in stack.services():
+        pid = stack.pid_file(svc.name).running_pid()
+        if pid is None:
+            state = "stopped"
+            if svc.name not in ("app", "simulator"):
+                bad += 1
+        else:
+            reason = svc.health()
+            state = f"running (pid {pid}), " + ("healthy" if reason is None else f"UNHEALTHY: {reason}")
+            bad += reason is not None
+        print(f"{svc.name:13} {state}")
+    return 0 if bad == 0 else 3
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python3 -m stack", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build the pinned binaries (stack/build.sh)")
+    b.add_argument("targets", nargs="*", help="default: all")
+
+    u = sub.add_parser("up", help="build if needed, start everything, wait for health")
+    u.add_argument("--no-app", action="store_true", help="start the backends only")
+    u.add_argument("--skip-build", action="store_true", help="do not run stack/build.sh first")
+    u.add_argument("--scrape-interval", default=os.environ.get("HITL_STACK_SCRAPE_INTERVAL", "5s"),
+                   help="Prometheus global scrape interval (default 5s)")
+    u.add_argument("--flush-interval", default=os.environ.get("HITL_STACK_FLUSH_INTERVAL", "5s"),
+                   help="span_metrics metrics_flush_interval (default 5s); the collector's "
+                        "exporter is scraped at most every half of it")
+    u.add_argument("--rule-eval-interval", default=os.environ.get("HITL_STACK_RULE_EVAL_INTERVAL"),
+                   help="Prometheus evaluation_interval (default: prometheus.yml's)")
+    u.add_argument("--pg-port", type=int, default=int(os.environ.get("HITL_STACK_PG_PORT", 5432)))
+    u.add_argument("--redis-port", type=int, default=int(os.environ.get("HITL_STACK_REDIS_PORT", 6379)))
+    u.add_argument("--app-port", type=int, default=int(os.environ.get("HITL_STACK_APP_PORT", 8000)))
+    u.add_argument("--python", default=sys.executable,
+                   help="interpreter for the app and the simulator (default: this one)")
+    u.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health")
+
+    d = sub.add_parser("down", help="stop everything that `up` started")
+    d.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
+    d.add_argument("-v", "--verbose", action="store_true")
+
+    sub.add_parser("status", help="show which services run and whether they are healthy")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "build":
+        return build(args.targets)
+    if args.command == "up":
+        return cmd_up(args)
+    if args.command == "down":
+        return cmd_down(args)
+    return cmd_status(args)

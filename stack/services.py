@@ -1,0 +1,453 @@
+"""What the native stack runs: paths, ports, rendered configs and one Service per process.
+
+The config files in the repository are written for docker compose (0.0.0.0 listeners and compose
+service names). The collector and Jaeger read `${env:VAR:-default}`, so here they only get
+environment variables. Prometheus cannot expand variables in scrape targets, so its file is
+rendered: compose addresses become 127.0.0.1 addresses and the global intervals are set, by
+render_prometheus_config() - a plain, deterministic text substitution.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from stack import process
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+# Native ports. Where two components use the same default port on one host (Jaeger and the
+# collector both default to 4317/4318, 13133 and 8888), Jaeger's move.
+PORTS = {
+    "otlp_grpc": 4317,
+    "otlp_http": 4318,
+    "otlp_auth_grpc": 4319,
+    "otlp_auth_http": 4320,
+    "otelcol_prometheus": 8889,
+    "otelcol_telemetry": 8888,
+    "otelcol_health": 13133,
+    "otelcol_zpages": 55679,
+    "jaeger_otlp_grpc": 14317,
+    "jaeger_otlp_http": 14318,
+    "jaeger_query_http": 16686,
+    "jaeger_query_grpc": 16685,
+    "jaeger_health": 14133,
+    "jaeger_metrics": 14269,
+    "victorialogs": 9428,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+}
+
+# Compose address in prometheus/prometheus.yml -> native address.
+PROMETHEUS_TARGETS = {
+    "otel-collector:8889": f"{HOST}:{PORTS['otelcol_prometheus']}",
+    "otel-collector:8888": f"{HOST}:{PORTS['otelcol_telemetry']}",
+    "jaeger:8888": f"{HOST}:{PORTS['jaeger_metrics']}",
+    "victorialogs:9428": f"{HOST}:{PORTS['victorialogs']}",
+    "alertmanager:9093": f"{HOST}:{PORTS['alertmanager']}",
+    "localhost:9090": f"{HOST}:{PORTS['prometheus']}",
+}
+COMPOSE_HOSTS = ("otel-collector", "jaeger", "victorialogs", "alertmanager", "postgres", "redis")
+EXPORTER_JOB = "otel-collector-exporter"
+
+# Start order (`down` stops in reverse). PostgreSQL gets SIGINT, its "fast" shutdown: on
+# SIGTERM it would wait for every client to disconnect.
+SERVICE_ORDER = ["postgres", "redis", "jaeger", "victorialogs", "otelcol", "prometheus",
+                 "alertmanager", "app", "simulator"]
+STOP_SIGNALS = {"postgres": signal.SIGINT}
+
+
+def read_versions() -> dict[str, str]:
+    versions = {}
+    for line in (REPO_ROOT / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus/Go duration such as 5s, 500ms, 1m30s."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 5s, 500ms, 1m)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def format_ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+@dataclass
+class Options:
+    run_dir: Path
+    cache_dir: Path
+    scrape_interval: str = "5s"
+    flush_interval: str = "5s"
+    rule_eval_interval: str | None = None
+    pg_port: int = 5432
+    redis_port: int = 6379
+    app_port: int = 8000
+    python: str = sys.executable
+    start_app: bool = True
+    timeout: float = 60.0
+
+
+def render_prometheus_config(source: str, opts: Options) -> str:
+    """prometheus.yml for localhost: replace compose targets and set the intervals.
+
+    Rules, applied line by line: a quoted "host:port" listed in PROMETHEUS_TARGETS is replaced;
+    `scrape_interval` / `evaluation_interval` directly under `global:` are set from the options;
+    the exporter job gets a scrape_interval of at most half the span-metrics flush interval,
+    because each exemplar is exposed for one flush interval only. Any compose host left over is
+    an error (a target added to the file but not to PROMETHEUS_TARGETS).
+    """
+    scrape = parse_duration(opts.scrape_interval)
+    exporter_interval = format_ms(min(scrape, parse_duration(opts.flush_interval) / 2))
+    out: list[str] = []
+    section = None
+    job = None
+    for line in source.splitlines():
+        top = re.match(r"^([A-Za-z_]+):", line)
+        if top:
+            section, job = top.group(1), None
+        job_match = re.match(r"^  - job_name:\s*(\S+)", line) if section == "scrape_configs" else None
+        if job_match:
+            job = job_match.group(1)
+        if section == "global" and re.match(r"^  scrape_interval:", line):
+            line = f"  scrape_interval: {opts.scrape_interval}"
+        elif section == "global" and opts.rule_eval_interval and re.match(r"^  evaluation_interval:", line):
+            line = f"  evaluation_interval: {opts.rule_eval_interval}"
+        elif job == EXPORTER_JOB and re.match(r"^    scrape_(interval|timeout):", line):
+            continue  # replaced by the line inserted after job_name below
+        for compose_addr, native_addr in PROMETHEUS_TARGETS.items():
+            line = line.replace(f'"{compose_addr}"', f'"{native_addr}"')
+        out.append(line)
+        if job_match and job == EXPORTER_JOB:
+            out.append(f"    scrape_interval: {exporter_interval}")
+    text = "\n".join(out) + "\n"
+    leftover = [h for h in COMPOSE_HOSTS if re.search(rf'"{h}:\d+"', text)]
+    if leftover:
+        raise ValueError(f"prometheus.yml has targets the native stack does not map: {leftover}")
+    return text
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    health: Callable[[], str | None]
+    # A dict, or a function called just before the start (after prepare); empty: inherit ours.
+    env: dict[str, str] | Callable[[], dict[str, str]] = field(default_factory=dict)
+    user: str | None = None
+    prepare: Callable[[], None] | None = None
+    after_healthy: Callable[[], None] | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """All paths and services of one run directory."""
+
+    def __init__(self, opts: Options, binaries: dict[str, str]):
+        self.opts = opts
+        self.bin = binaries
+        self.run = opts.run_dir
+        self.logs = self.run / "logs"
+        self.pids = self.run / "pids"
+        self.config = self.run / "config"
+        self.data = self.run / "data"
+        self.token_file = self.config / "otelcol-ingest-tokens"
+        self.sim_keys_file = self.config / "simulator-keys.env"
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def pid_file(self, name: str) -> process.PidFile:
+        return process.PidFile(self.pids / f"{name}.pid")
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Our children must not inherit an OTLP setup meant for someone else.
+        for key in [k for k in env if k.startswith("OTEL_")]:
+            del env[key]
+        return env
+
+    def _secret(self, path: Path, prefix: str) -> str:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{prefix}{secrets.token_urlsafe(24)}\n")
+            path.chmod(0o600)
+        return path.read_text().split()[0]
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+
+    def pg_bin(self) -> Path:
+        override = os.environ.get("HITL_STACK_PG_BIN")
+        if override:
+            return Path(override)
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+        if not found:
+            raise RuntimeError("PostgreSQL server not found (apt-get install postgresql)")
+        return found[-1].parent
+
+    def pg_user(self) -> str | None:
+        """PostgreSQL refuses to run as root: run it as the 'postgres' system user then."""
+        return "postgres" if os.geteuid() == 0 else None
+
+    def pg_dir(self) -> Path:
+        """Postgres' own directory. As root, the run dir usually sits under /root, which the
+        postgres user cannot enter, so the data then lives under /var/tmp (linked from the run
+        dir)."""
+        link = self.data / "postgres"
+        if self.pg_user() is None:
+            return link
+        if link.is_symlink() or link.exists():
+            return link.resolve()
+        key = re.sub(r"[^A-Za-z0-9]+", "-", str(self.run)).strip("-")
+        return Path("/var/tmp/hitl-stack-postgres") / key
+
+    def pg_prepare(self) -> None:
+        pg = self.pg_dir()
+        user = self.pg_user()
+        if user:
+            Path("/var/tmp/hitl-stack-postgres").mkdir(mode=0o755, exist_ok=True)
+            link = self.data / "postgres"
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(pg)
+        (pg / "socket").mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(pg, user, user)
+            shutil.chown(pg / "socket", user, user)
+        if (pg / "data" / "PG_VERSION").exists():
+            return
+        pwfile = pg / "pwfile"
+        pwfile.write_text("hitl\n")
+        if user:
+            shutil.chown(pwfile, user, user)
+        # Superuser "hitl" (password "hitl") - a local development database only. Local socket
+        # connections are trusted; TCP needs the password.
+        argv = [str(self.pg_bin() / "initdb"), "-D", str(pg / "data"), "-U", "hitl",
+                f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                "-E", "UTF8", "--locale=C.UTF-8"]
+        done = subprocess.run(argv, capture_output=True, text=True, user=user, group=user,
+                              extra_groups=[] if user else None, cwd="/")
+        pwfile.unlink()
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
+
+    def pg_create_database(self) -> None:
+        psql = [str(self.pg_bin() / "psql"), "-h", str(self.pg_dir() / "socket"),
+                "-p", str(self.opts.pg_port), "-U", "hitl", "-d", "postgres", "-tAc"]
+        user = self.pg_user()
+        kw = dict(capture_output=True, text=True, user=user, group=user,
+                  extra_groups=[] if user else None, cwd="/")
+        exists = subprocess.run(psql + ["SELECT 1 FROM pg_database WHERE datname = 'hitl'"], **kw)
+        if exists.stdout.strip() != "1":
+            created = subprocess.run(psql + ["CREATE DATABASE hitl"], **kw)
+            if created.returncode != 0:
+                raise RuntimeError(f"CREATE DATABASE failed: {created.stderr}")
+
+    # -- environment of the app and simulator -------------------------------------------------
+
+    def app_env(self) -> dict[str, str]:
+        env = self.base_env()
+        env.update({
+            "DATABASE_URL": f"postgresql+psycopg://hitl:hitl@{HOST}:{self.opts.pg_port}/hitl",
+            "REDIS_URL": f"redis://{HOST}:{self.opts.redis_port}/0",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:{PORTS['otlp_grpc']}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_SERVICE_NAME": "hitl-review",
+            "APP_HOST": HOST,
+            "APP_PORT": str(self.opts.app_port),
+        })
+        return env
+
+    def simulator_env(self) -> dict[str, str]:
+        env = self.app_env()
+        env.update({"OTEL_SERVICE_NAME": "hitl-simulator", "SIM_URL": f"http://{HOST}:{self.opts.app_port}"})
+        if self.sim_keys_file.exists():
+            for line in self.sim_keys_file.read_text().splitlines():
+                key, _, value = line.partition("=")
+                env[key] = value
+        return env
+
+    def create_simulator_keys(self) -> None:
+        """API keys for the simulator (`python -m app create-key`), made once per database."""
+        if self.sim_keys_file.exists():
+            return
+        lines = []
+        for var, name, role in (("SIM_PIPELINE_KEY", "simulator-pipeline", "pipeline"),
+                                ("SIM_REVIEWER_KEY", "simulator-reviewer", "reviewer")):
+            done = subprocess.run([self.opts.python, "-m", "app", "create-key", name, role],
+                                  capture_output=True, text=True, env=self.app_env(), cwd=REPO_ROOT)
+            if done.returncode != 0 or not done.stdout.strip():
+                raise RuntimeError(f"python -m app create-key {name} {role} failed:\n{done.stderr[-2000:]}")
+            lines.append(f"{var}={done.stdout.split()[0]}")
+        self.sim_keys_file.parent.mkdir(parents=True, exist_ok=True)
+        self.sim_keys_file.write_text("\n".join(lines) + "\n")
+        self.sim_keys_file.chmod(0o600)
+
+    # -- the services, in start order ---------------------------------------------------------
+
+    def services(self) -> list[Service]:
+        o = self.opts
+        b = self.bin
+        pg = self.pg_dir()
+        collector_env = self.base_env() | {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_http']}",
+            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_grpc']}",
+            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_http']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{PORTS['otelcol_prometheus']}",
+            "OTELCOL_TELEMETRY_HOST": HOST,
+            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{PORTS['otelcol_health']}",
+            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{PORTS['otelcol_zpages']}",
+            "OTELCOL_STORAGE_DIR": str(self.data / "otelcol" / "file_storage"),
+            "OTELCOL_INGEST_TOKEN_FILE": str(self.token_file),
+            "OTELCOL_JAEGER_OTLP_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_grpc']}",
+            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT":
+                f"http://{HOST}:{PORTS['victorialogs']}/insert/opentelemetry/v1/logs",
+            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": o.flush_interval,
+        }
+        jaeger_env = self.base_env() | {
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_grpc']}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_http']}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_http']}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_grpc']}",
+            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{PORTS['jaeger_health']}",
+            "JAEGER_TELEMETRY_HOST": HOST,
+            "JAEGER_METRICS_PORT": str(PORTS["jaeger_metrics"]),
+        }
+        prom_cfg = self.config / "prometheus" / "prometheus.yml"
+        services = [
+            Service(
+                name="postgres",
+                argv=[str(self.pg_bin() / "postgres"), "-D", str(pg / "data"),
+                      "-c", f"listen_addresses={HOST}", "-p", str(o.pg_port),
+                      "-c", f"unix_socket_directories={pg / 'socket'}",
+                      # A throw-away development database: trade durability for speed.
+                      "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                user=self.pg_user(),
+                prepare=self.pg_prepare,
+                health=lambda: process.command_probe(
+                    ["pg_isready", "-q", "-h", HOST, "-p", str(o.pg_port)]),
+                after_healthy=self.pg_create_database,
+                urls={"PostgreSQL": f"postgresql://hitl:hitl@{HOST}:{o.pg_port}/hitl"},
+            ),
+            Service(
+                name="redis",
+                # No persistence: a cache and rate-limit store for tests.
+                argv=[shutil.which("redis-server") or "redis-server", "--bind", HOST,
+                      "--port", str(o.redis_port), "--save", "", "--appendonly", "no",
+                      "--daemonize", "no", "--dir", str(self.data / "redis")],
+                prepare=lambda: (self.data / "redis").mkdir(parents=True, exist_ok=True),
+                health=lambda: process.redis_probe(HOST, o.redis_port),
+                urls={"Redis": f"redis://{HOST}:{o.redis_port}/0"},
+            ),
+            Service(
+                name="jaeger",
+                argv=[b["jaeger"], f"--config=file:{REPO_ROOT / 'jaeger' / 'config.yaml'}"],
+                env=jaeger_env,
+                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['jaeger_health']}/status")
+                or process.http_probe(f"http://{HOST}:{PORTS['jaeger_query_http']}/api/services"),
+                urls={"Jaeger (API, UI placeholder)": f"http://{HOST}:{PORTS['jaeger_query_http']}"},
+            ),
+            Service(
+                name="victorialogs",
+                argv=[b["victoria-logs"], f"-httpListenAddr={HOST}:{PORTS['victorialogs']}",
+                      f"-storageDataPath={self.data / 'victorialogs'}", *victorialogs_flags()],
+                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['victorialogs']}/health",
+                                                  expect_body="OK"),
+                urls={"VictoriaLogs": f"http://{HOST}:{PORTS['victorialogs']}/select/vmui/"},
+            ),
+            Service(
+                name="otelcol",
+                argv=[b["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
+                env=collector_env,
+                prepare=lambda: self._secret(self.token_file, "ingest-"),
+                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['otelcol_health']}/"),
+                urls={
+                    "OTLP gRPC / HTTP": f"{HOST}:{PORTS['otlp_grpc']} / http://{HOST}:{PORTS['otlp_http']}",
+                    "OTLP with bearer token (gRPC / HTTP)":
+                        f"{HOST}:{PORTS['otlp_auth_grpc']} / http://{HOST}:{PORTS['otlp_auth_http']}"
+                        f"  (token: {self.token_file})",
+                    "Collector metrics for Prometheus": f"http://{HOST}:{PORTS['otelcol_prometheus']}/metrics",
+                },
+            ),
+            Service(
+                name="prometheus",
+                argv=[b["prometheus"], f"--config.file={prom_cfg}",
+                      f"--storage.tsdb.path={self.data / 'prometheus'}",
+                      f"--web.listen-address={HOST}:{PORTS['prometheus']}",
+                      "--enable-feature=exemplar-storage", "--web.enable-lifecycle"],
+                prepare=self.render_prometheus,
+                health=lambda: process.prometheus_target_probe(
+                    f"http://{HOST}:{PORTS['prometheus']}", EXPORTER_JOB),
+                urls={"Prometheus (API, no UI in this build)": f"http://{HOST}:{PORTS['prometheus']}"},
+            ),
+            Service(
+                name="alertmanager",
+                argv=[b["alertmanager"], f"--config.file={REPO_ROOT / 'alertmanager' / 'alertmanager.yml'}",
+                      f"--storage.path={self.data / 'alertmanager'}",
+                      f"--web.listen-address={HOST}:{PORTS['alertmanager']}",
+                      # Single instance: no HA gossip listener (it would bind 0.0.0.0:9094).
+                      "--cluster.listen-address="],
+                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['alertmanager']}/-/ready"),
+                urls={"Alertmanager (API)": f"http://{HOST}:{PORTS['alertmanager']}/api/v2/status"},
+            ),
+        ]
+        if o.start_app:
+            services += [
+                Service(
+                    name="app",
+                    argv=[o.python, "-m", "app"],
+                    env=self.app_env(),
+                    health=lambda: process.http_probe(f"http://{HOST}:{o.app_port}/health/ready"),
+                    urls={"HITL review app": f"http://{HOST}:{o.app_port}"},
+                ),
+                Service(
+                    name="simulator",
+                    argv=[o.python, "-m", "simulator"],
+                    # The keys can only be made once the app has migrated the database, so
+                    # they are made by prepare and the environment is read after it.
+                    env=self.simulator_env,
+                    prepare=self.create_simulator_keys,
+                    health=lambda: None,  # no port: "healthy" while its process lives
+                ),
+            ]
+        return services
+
+    def render_prometheus(self) -> None:
+        target_dir = self.config / "prometheus"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
+        (target_dir / "prometheus.yml").write_text(render_prometheus_config(source, self.opts))
+        # rule_files are relative to the config file: point rules/ at the repository's rules.
+        rules = target_dir / "rules"
+        if rules.is_symlink() or rules.exists():
+            rules.unlink()
+        rules.symlink_to(REPO_ROOT / "prometheus" / "rules", target_is_directory=True)
+
+
+def victorialogs_flags() -> list[str]:
+    """Flags from victorialogs/victoria-logs.flags: one per line, '#' starts a comment."""
+    flags = []
+    for line in (REPO_ROOT / "victorialogs" / "victoria-logs.flags").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            flags.append(line)
+    return flags
