@@ -3,7 +3,9 @@
 Environment: HITL_STACK_CACHE (binaries, default ~/.cache/hitl-stack), HITL_STACK_RUN (configs,
 data, logs, pid files; default $HITL_STACK_CACHE/run), HITL_STACK_SCRAPE_INTERVAL,
 HITL_STACK_FLUSH_INTERVAL, HITL_STACK_RULE_EVAL_INTERVAL (defaults for the options of `up`),
-HITL_STACK_PG_BIN (PostgreSQL bin directory; default: newest /usr/lib/postgresql/*/bin).
+HITL_STACK_PG_BIN (PostgreSQL bin directory; default: newest /usr/lib/postgresql/*/bin),
+HITL_STACK_PORT_OFFSET (added to every port, so a second stack - the end-to-end tests use 100 with
+their own HITL_STACK_RUN - runs beside the first; `status` and the printed URLs honour it).
 
 Needs on the machine: Go (for `build`), Debian's postgresql (server + client: initdb, postgres,
 pg_isready, psql) and redis-server. It installs nothing itself.
@@ -21,7 +23,8 @@ import time
 from pathlib import Path
 
 from stack import process
-from stack.services import REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, Options, Service, Stack, parse_duration
+from stack.services import (APP_PORT, PG_PORT, REDIS_PORT, REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, Options,
+                            Service, Stack, parse_duration)
 
 BUILD_SCRIPT = REPO_ROOT / "stack" / "build.sh"
 
@@ -48,13 +51,21 @@ def binary_paths() -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def port_offset() -> int:
+    return int(os.environ.get("HITL_STACK_PORT_OFFSET", "0"))
+
+
 def make_stack(args: argparse.Namespace | None = None) -> Stack:
-    opts = Options(run_dir=run_dir(), cache_dir=cache_dir())
+    offset = port_offset()
+    opts = Options(run_dir=run_dir(), cache_dir=cache_dir(), port_offset=offset,
+                   pg_port=PG_PORT + offset, redis_port=REDIS_PORT + offset, app_port=APP_PORT + offset)
     if args is not None and args.command == "up":
         opts.scrape_interval = args.scrape_interval
         opts.flush_interval = args.flush_interval
         opts.rule_eval_interval = args.rule_eval_interval
-        opts.pg_port, opts.redis_port, opts.app_port = args.pg_port, args.redis_port, args.app_port
+        opts.pg_port = args.pg_port or opts.pg_port
+        opts.redis_port = args.redis_port or opts.redis_port
+        opts.app_port = args.app_port or opts.app_port
         opts.python = args.python
         opts.start_app = not args.no_app
         opts.timeout = args.timeout
@@ -181,6 +192,13 @@ def cmd_down(args: argparse.Namespace) -> int:
                               timeout=args.timeout)
         if result != "not running" or args.verbose:
             say(f"{name}: {result}")
+    if args.purge:
+        # PostgreSQL's data may live outside the run dir (as root, see Stack.pg_dir).
+        pg = stack.data / "postgres"
+        if pg.is_symlink():
+            shutil.rmtree(pg.resolve(), ignore_errors=True)
+        shutil.rmtree(stack.run, ignore_errors=True)
+        say(f"removed {stack.run} (data, logs, generated keys and tokens)")
     return 0
 
 
@@ -220,9 +238,10 @@ def parser() -> argparse.ArgumentParser:
                         "exporter is scraped at most every half of it")
     u.add_argument("--rule-eval-interval", default=os.environ.get("HITL_STACK_RULE_EVAL_INTERVAL"),
                    help="Prometheus evaluation_interval (default: prometheus.yml's)")
-    u.add_argument("--pg-port", type=int, default=int(os.environ.get("HITL_STACK_PG_PORT", 5432)))
-    u.add_argument("--redis-port", type=int, default=int(os.environ.get("HITL_STACK_REDIS_PORT", 6379)))
-    u.add_argument("--app-port", type=int, default=int(os.environ.get("HITL_STACK_APP_PORT", 8000)))
+    for name, default in (("pg", PG_PORT), ("redis", REDIS_PORT), ("app", APP_PORT)):
+        env = os.environ.get(f"HITL_STACK_{name.upper()}_PORT")
+        u.add_argument(f"--{name}-port", type=int, default=int(env) if env else None,
+                       help=f"default {default} + HITL_STACK_PORT_OFFSET")
     u.add_argument("--python", default=sys.executable,
                    help="interpreter for the app and the simulator (default: this one)")
     u.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health")
@@ -230,6 +249,8 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("down", help="stop everything that `up` started")
     d.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
     d.add_argument("-v", "--verbose", action="store_true")
+    d.add_argument("--purge", action="store_true",
+                   help="also delete the run dir: every database, log, key and token of this stack")
 
     sub.add_parser("status", help="show which services run and whether they are healthy")
     return p

@@ -47,15 +47,29 @@ PORTS = {
     "alertmanager": 9093,
 }
 
-# Compose address in prometheus/prometheus.yml -> native address.
-PROMETHEUS_TARGETS = {
-    "otel-collector:8889": f"{HOST}:{PORTS['otelcol_prometheus']}",
-    "otel-collector:8888": f"{HOST}:{PORTS['otelcol_telemetry']}",
-    "jaeger:8888": f"{HOST}:{PORTS['jaeger_metrics']}",
-    "victorialogs:9428": f"{HOST}:{PORTS['victorialogs']}",
-    "alertmanager:9093": f"{HOST}:{PORTS['alertmanager']}",
-    "localhost:9090": f"{HOST}:{PORTS['prometheus']}",
-}
+# Defaults of the options with the same names (PostgreSQL, Redis, app).
+PG_PORT, REDIS_PORT, APP_PORT = 5432, 6379, 8000
+
+# A second stack (the end-to-end tests) runs next to a developer's one with every port shifted
+# by an offset. 100 is safe: no shifted port collides with an unshifted one.
+TEST_PORT_OFFSET = 100
+
+
+def ports(offset: int = 0) -> dict[str, int]:
+    return {name: port + offset for name, port in PORTS.items()}
+
+
+def prometheus_targets(offset: int = 0) -> dict[str, str]:
+    """Compose address in prometheus/prometheus.yml -> native address."""
+    p = ports(offset)
+    return {
+        "otel-collector:8889": f"{HOST}:{p['otelcol_prometheus']}",
+        "otel-collector:8888": f"{HOST}:{p['otelcol_telemetry']}",
+        "jaeger:8888": f"{HOST}:{p['jaeger_metrics']}",
+        "victorialogs:9428": f"{HOST}:{p['victorialogs']}",
+        "alertmanager:9093": f"{HOST}:{p['alertmanager']}",
+        "localhost:9090": f"{HOST}:{p['prometheus']}",
+    }
 COMPOSE_HOSTS = ("otel-collector", "jaeger", "victorialogs", "alertmanager", "postgres", "redis")
 EXPORTER_JOB = "otel-collector-exporter"
 
@@ -96,9 +110,10 @@ class Options:
     scrape_interval: str = "5s"
     flush_interval: str = "5s"
     rule_eval_interval: str | None = None
-    pg_port: int = 5432
-    redis_port: int = 6379
-    app_port: int = 8000
+    pg_port: int = PG_PORT
+    redis_port: int = REDIS_PORT
+    app_port: int = APP_PORT
+    port_offset: int = 0
     python: str = sys.executable
     start_app: bool = True
     timeout: float = 60.0
@@ -107,14 +122,15 @@ class Options:
 def render_prometheus_config(source: str, opts: Options) -> str:
     """prometheus.yml for localhost: replace compose targets and set the intervals.
 
-    Rules, applied line by line: a quoted "host:port" listed in PROMETHEUS_TARGETS is replaced;
+    Rules, applied line by line: a quoted "host:port" known to prometheus_targets() is replaced;
     `scrape_interval` / `evaluation_interval` directly under `global:` are set from the options;
     the exporter job gets a scrape_interval of at most half the span-metrics flush interval,
     because each exemplar is exposed for one flush interval only. Any compose host left over is
-    an error (a target added to the file but not to PROMETHEUS_TARGETS).
+    an error (a target added to the file but not to prometheus_targets()).
     """
     scrape = parse_duration(opts.scrape_interval)
     exporter_interval = format_ms(min(scrape, parse_duration(opts.flush_interval) / 2))
+    targets = prometheus_targets(opts.port_offset)
     out: list[str] = []
     section = None
     job = None
@@ -131,7 +147,7 @@ def render_prometheus_config(source: str, opts: Options) -> str:
             line = f"  evaluation_interval: {opts.rule_eval_interval}"
         elif job == EXPORTER_JOB and re.match(r"^    scrape_(interval|timeout):", line):
             continue  # replaced by the line inserted after job_name below
-        for compose_addr, native_addr in PROMETHEUS_TARGETS.items():
+        for compose_addr, native_addr in targets.items():
             line = line.replace(f'"{compose_addr}"', f'"{native_addr}"')
         out.append(line)
         if job_match and job == EXPORTER_JOB:
@@ -162,6 +178,7 @@ class Stack:
     def __init__(self, opts: Options, binaries: dict[str, str]):
         self.opts = opts
         self.bin = binaries
+        self.ports = ports(opts.port_offset)
         self.run = opts.run_dir
         self.logs = self.run / "logs"
         self.pids = self.run / "pids"
@@ -268,7 +285,7 @@ class Stack:
         env.update({
             "DATABASE_URL": f"postgresql+psycopg://hitl:hitl@{HOST}:{self.opts.pg_port}/hitl",
             "REDIS_URL": f"redis://{HOST}:{self.opts.redis_port}/0",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:{PORTS['otlp_grpc']}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:{self.ports['otlp_grpc']}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "OTEL_SERVICE_NAME": "hitl-review",
             "APP_HOST": HOST,
@@ -308,29 +325,30 @@ class Stack:
         b = self.bin
         pg = self.pg_dir()
         collector_env = self.base_env() | {
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_grpc']}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_http']}",
-            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_grpc']}",
-            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_http']}",
-            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{PORTS['otelcol_prometheus']}",
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_http']}",
+            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_grpc']}",
+            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_http']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{self.ports['otelcol_prometheus']}",
             "OTELCOL_TELEMETRY_HOST": HOST,
-            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{PORTS['otelcol_health']}",
-            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{PORTS['otelcol_zpages']}",
+            "OTELCOL_TELEMETRY_PORT": str(self.ports["otelcol_telemetry"]),
+            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{self.ports['otelcol_health']}",
+            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{self.ports['otelcol_zpages']}",
             "OTELCOL_STORAGE_DIR": str(self.data / "otelcol" / "file_storage"),
             "OTELCOL_INGEST_TOKEN_FILE": str(self.token_file),
-            "OTELCOL_JAEGER_OTLP_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_grpc']}",
+            "OTELCOL_JAEGER_OTLP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
             "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT":
-                f"http://{HOST}:{PORTS['victorialogs']}/insert/opentelemetry/v1/logs",
+                f"http://{HOST}:{self.ports['victorialogs']}/insert/opentelemetry/v1/logs",
             "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": o.flush_interval,
         }
         jaeger_env = self.base_env() | {
-            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_grpc']}",
-            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_http']}",
-            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_http']}",
-            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_grpc']}",
-            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{PORTS['jaeger_health']}",
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_http']}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_query_http']}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_query_grpc']}",
+            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{self.ports['jaeger_health']}",
             "JAEGER_TELEMETRY_HOST": HOST,
-            "JAEGER_METRICS_PORT": str(PORTS["jaeger_metrics"]),
+            "JAEGER_METRICS_PORT": str(self.ports["jaeger_metrics"]),
         }
         prom_cfg = self.config / "prometheus" / "prometheus.yml"
         services = [
@@ -362,52 +380,52 @@ class Stack:
                 name="jaeger",
                 argv=[b["jaeger"], f"--config=file:{REPO_ROOT / 'jaeger' / 'config.yaml'}"],
                 env=jaeger_env,
-                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['jaeger_health']}/status")
-                or process.http_probe(f"http://{HOST}:{PORTS['jaeger_query_http']}/api/services"),
-                urls={"Jaeger (API, UI placeholder)": f"http://{HOST}:{PORTS['jaeger_query_http']}"},
+                health=lambda: process.http_probe(f"http://{HOST}:{self.ports['jaeger_health']}/status")
+                or process.http_probe(f"http://{HOST}:{self.ports['jaeger_query_http']}/api/services"),
+                urls={"Jaeger (API, UI placeholder)": f"http://{HOST}:{self.ports['jaeger_query_http']}"},
             ),
             Service(
                 name="victorialogs",
-                argv=[b["victoria-logs"], f"-httpListenAddr={HOST}:{PORTS['victorialogs']}",
+                argv=[b["victoria-logs"], f"-httpListenAddr={HOST}:{self.ports['victorialogs']}",
                       f"-storageDataPath={self.data / 'victorialogs'}", *victorialogs_flags()],
-                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['victorialogs']}/health",
+                health=lambda: process.http_probe(f"http://{HOST}:{self.ports['victorialogs']}/health",
                                                   expect_body="OK"),
-                urls={"VictoriaLogs": f"http://{HOST}:{PORTS['victorialogs']}/select/vmui/"},
+                urls={"VictoriaLogs": f"http://{HOST}:{self.ports['victorialogs']}/select/vmui/"},
             ),
             Service(
                 name="otelcol",
                 argv=[b["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
                 env=collector_env,
                 prepare=lambda: self._secret(self.token_file, "ingest-"),
-                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['otelcol_health']}/"),
+                health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
                 urls={
-                    "OTLP gRPC / HTTP": f"{HOST}:{PORTS['otlp_grpc']} / http://{HOST}:{PORTS['otlp_http']}",
+                    "OTLP gRPC / HTTP": f"{HOST}:{self.ports['otlp_grpc']} / http://{HOST}:{self.ports['otlp_http']}",
                     "OTLP with bearer token (gRPC / HTTP)":
-                        f"{HOST}:{PORTS['otlp_auth_grpc']} / http://{HOST}:{PORTS['otlp_auth_http']}"
+                        f"{HOST}:{self.ports['otlp_auth_grpc']} / http://{HOST}:{self.ports['otlp_auth_http']}"
                         f"  (token: {self.token_file})",
-                    "Collector metrics for Prometheus": f"http://{HOST}:{PORTS['otelcol_prometheus']}/metrics",
+                    "Collector metrics for Prometheus": f"http://{HOST}:{self.ports['otelcol_prometheus']}/metrics",
                 },
             ),
             Service(
                 name="prometheus",
                 argv=[b["prometheus"], f"--config.file={prom_cfg}",
                       f"--storage.tsdb.path={self.data / 'prometheus'}",
-                      f"--web.listen-address={HOST}:{PORTS['prometheus']}",
+                      f"--web.listen-address={HOST}:{self.ports['prometheus']}",
                       "--enable-feature=exemplar-storage", "--web.enable-lifecycle"],
                 prepare=self.render_prometheus,
                 health=lambda: process.prometheus_target_probe(
-                    f"http://{HOST}:{PORTS['prometheus']}", EXPORTER_JOB),
-                urls={"Prometheus (API, no UI in this build)": f"http://{HOST}:{PORTS['prometheus']}"},
+                    f"http://{HOST}:{self.ports['prometheus']}", EXPORTER_JOB),
+                urls={"Prometheus (API, no UI in this build)": f"http://{HOST}:{self.ports['prometheus']}"},
             ),
             Service(
                 name="alertmanager",
                 argv=[b["alertmanager"], f"--config.file={REPO_ROOT / 'alertmanager' / 'alertmanager.yml'}",
                       f"--storage.path={self.data / 'alertmanager'}",
-                      f"--web.listen-address={HOST}:{PORTS['alertmanager']}",
+                      f"--web.listen-address={HOST}:{self.ports['alertmanager']}",
                       # Single instance: no HA gossip listener (it would bind 0.0.0.0:9094).
                       "--cluster.listen-address="],
-                health=lambda: process.http_probe(f"http://{HOST}:{PORTS['alertmanager']}/-/ready"),
-                urls={"Alertmanager (API)": f"http://{HOST}:{PORTS['alertmanager']}/api/v2/status"},
+                health=lambda: process.http_probe(f"http://{HOST}:{self.ports['alertmanager']}/-/ready"),
+                urls={"Alertmanager (API)": f"http://{HOST}:{self.ports['alertmanager']}/api/v2/status"},
             ),
         ]
         if o.start_app:

@@ -1,0 +1,80 @@
+"""Thin clients for the HTTP query APIs of Prometheus, Jaeger and VictoriaLogs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+
+def prom_query(prometheus_url: str, query: str) -> list[dict]:
+    """Instant query; returns the result vector, raises on a query error."""
+    r = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=10)
+    body = r.json()
+    if body.get("status") != "success":
+        raise AssertionError(f"Prometheus refused {query!r}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+def prom_vector(prometheus_url: str, query: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """Instant query as {(label values...): value}."""
+    return {
+        tuple(s["metric"].get(label, "") for label in labels): float(s["value"][1])
+        for s in prom_query(prometheus_url, query)
+    }
+
+
+def prom_exemplars(prometheus_url: str, query: str, start: float, end: float | None = None) -> list[dict]:
+    """[{series labels, exemplar labels, value, timestamp}] from /api/v1/query_exemplars."""
+    r = httpx.get(f"{prometheus_url}/api/v1/query_exemplars",
+                  params={"query": query, "start": start, "end": end or time.time()}, timeout=10)
+    body = r.json()
+    if body.get("status") != "success":
+        raise AssertionError(f"Prometheus refused exemplars of {query!r}: {body.get('error')}")
+    return [
+        {"series": series["seriesLabels"], **exemplar}
+        for series in body["data"]
+        for exemplar in series["exemplars"]
+    ]
+
+
+def jaeger_trace(jaeger_url: str, trace_id: str) -> dict | None:
+    """The trace from Jaeger's query API ({spans, processes}), or None while it is unknown."""
+    r = httpx.get(f"{jaeger_url}/api/traces/{trace_id}", timeout=10)
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    data = r.json().get("data") or []
+    return data[0] if data else None
+
+
+def span_tags(span: dict) -> dict[str, object]:
+    return {t["key"]: t["value"] for t in span.get("tags", [])}
+
+
+def jaeger_traces_json(jaeger_url: str, service: str, lookback_seconds: int = 3600, limit: int = 5000) -> str:
+    """Every trace of a service in the lookback, as the raw JSON text Jaeger returns."""
+    end = int(time.time() * 1_000_000)
+    r = httpx.get(f"{jaeger_url}/api/traces", timeout=30, params={
+        "service": service, "limit": limit,
+        "start": end - lookback_seconds * 1_000_000, "end": end,
+    })
+    r.raise_for_status()
+    return r.text
+
+
+def jaeger_dependencies(jaeger_url: str, lookback_seconds: int = 3600) -> list[dict]:
+    end_ms = int(time.time() * 1000)
+    r = httpx.get(f"{jaeger_url}/api/dependencies",
+                  params={"endTs": end_ms, "lookback": lookback_seconds * 1000}, timeout=10)
+    r.raise_for_status()
+    return r.json().get("data") or []
+
+
+def logs_query(victorialogs_url: str, query: str, limit: int = 10000) -> list[dict]:
+    """LogsQL query; one dict per log record (VictoriaLogs answers JSON lines)."""
+    r = httpx.post(f"{victorialogs_url}/select/logsql/query", data={"query": query, "limit": limit}, timeout=30)
+    if r.status_code != 200:
+        raise AssertionError(f"VictoriaLogs refused {query!r}: {r.status_code} {r.text[:500]}")
+    return [json.loads(line) for line in r.text.splitlines() if line.strip()]

@@ -1,0 +1,168 @@
+"""The promise of the pipeline, end to end: spans become RED metrics with exemplars, the
+exemplars lead to the exact trace, business metrics and logs arrive, and nothing secret does."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+from tests.e2e.backends import (jaeger_dependencies, jaeger_trace, jaeger_traces_json, logs_query,
+                                prom_exemplars, prom_query, span_tags)
+from tests.e2e.conftest import REPO
+from tests.e2e.traffic import DECISIONS, REVIEW, REVIEWS, SLOW_REQUESTS, SLOW_SECONDS, STATS
+from tests.support.polling import wait_for
+
+EXEMPLAR_SAMPLE = 30
+
+
+def test_the_traffic_went_as_planned(traffic):
+    assert traffic.traffic.sent == traffic.traffic.planned
+
+
+def test_span_derived_request_counts_equal_the_requests_sent(traffic):
+    missing = {k: v for k, v in traffic.expected_calls.items() if traffic.observed_calls.get(k) != v}
+    extra = {k: v for k, v in traffic.observed_calls.items() if k not in traffic.expected_calls}
+    assert not missing and not extra, f"differs from what was sent: expected {missing}, unexpected {extra}"
+    # Sanity of the plan itself: every class of outcome is in it.
+    statuses = {status for (_, _, status) in traffic.expected_calls}
+    assert {"200", "201", "401", "403", "404", "409", "422", "500"} <= statuses
+
+
+def test_server_errors_are_marked_as_errors(native_stack, traffic):
+    errors = prom_query(native_stack.prometheus_url,
+                        'sum by (http_route) (traces_span_metrics_calls_total{service_name="hitl-review", '
+                        'span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR"})')
+    assert {(s["metric"]["http_route"], float(s["value"][1])) for s in errors} == {(REVIEW, 5.0)}
+
+
+def test_slow_requests_land_above_the_one_second_bucket(native_stack, traffic):
+    def buckets():
+        result = prom_query(native_stack.prometheus_url,
+                            'sum by (le) (traces_span_metrics_duration_seconds_bucket{service_name="hitl-review", '
+                            f'span_kind="SPAN_KIND_SERVER", http_route="{STATS}"}})')
+        return {float(s["metric"]["le"]): float(s["value"][1]) for s in result}
+
+    b = wait_for("the stats route's latency histogram", buckets, timeout=30)
+    total = traffic.expected_calls[("GET", STATS, "200")]
+    assert SLOW_SECONDS > 1
+    assert b[float("inf")] == total
+    assert total - b[1.0] == SLOW_REQUESTS, b
+
+
+def test_exemplars_resolve_to_the_trace_with_the_server_span_of_their_route(native_stack, traffic):
+    def exemplars():
+        found = prom_exemplars(native_stack.prometheus_url,
+                               'traces_span_metrics_duration_seconds_bucket{service_name="hitl-review", '
+                               'span_kind="SPAN_KIND_SERVER", http_route=~"/api/.+"}',
+                               start=traffic.traffic.started_at - 5)
+        by_trace = {e["labels"]["trace_id"]: e for e in found}
+        return by_trace if len(by_trace) >= 20 else None
+
+    by_trace = wait_for("at least 20 distinct exemplar trace ids", exemplars, timeout=60)
+    sample = random.Random(7).sample(sorted(by_trace), min(EXEMPLAR_SAMPLE, len(by_trace)))
+    unresolved = []
+    for trace_id in sample:
+        exemplar = by_trace[trace_id]
+        route, method = exemplar["series"]["http_route"], exemplar["series"]["http_request_method"]
+
+        def server_span():
+            trace = jaeger_trace(native_stack.jaeger_url, trace_id)
+            for span in (trace or {}).get("spans", []):
+                tags = span_tags(span)
+                if (span["spanID"] == exemplar["labels"].get("span_id") and tags.get("span.kind") == "server"
+                        and tags.get("http.route") == route and span["operationName"] == f"{method} {route}"):
+                    return span
+            return None
+
+        try:
+            wait_for(f"trace {trace_id} with the server span of {method} {route}", server_span, timeout=20)
+        except AssertionError as e:
+            unresolved.append(str(e))
+    assert not unresolved, f"{len(unresolved)} of {len(sample)} exemplars do not resolve: {unresolved[:3]}"
+
+
+def test_business_metrics_match_the_traffic(traffic):
+    diffs = {name: (traffic.expected_business[name], traffic.observed_business.get(name))
+             for name in traffic.expected_business
+             if traffic.expected_business[name] != traffic.observed_business.get(name)}
+    assert not diffs, f"expected vs observed: {diffs}"
+
+
+def test_logs_reach_victorialogs_with_trace_ids_that_resolve(native_stack, traffic):
+    created = sum(traffic.traffic.created.values())
+
+    def submitted_logs():
+        records = logs_query(native_stack.victorialogs_url,
+                             'service.name:"hitl-review" AND _msg:"review submitted" AND '
+                             'deployment.environment.name:"e2e"')
+        return records if len(records) == created else None
+
+    records = wait_for(f"{created} 'review submitted' log records", submitted_logs, timeout=60)
+    for record in records:
+        assert len(record.get("trace_id", "")) == 32 and record.get("span_id"), record
+        trace = wait_for(f"trace {record['trace_id']} of a log record",
+                         lambda r=record: jaeger_trace(native_stack.jaeger_url, r["trace_id"]), timeout=20)
+        operations = {span["operationName"] for span in trace["spans"]}
+        assert f"POST {REVIEWS}" in operations
+        assert record["span_id"] in {span["spanID"] for span in trace["spans"]}
+
+
+def test_the_decision_path_is_one_trace(native_stack, traffic):
+    """HTTP -> service -> database -> cache invalidation -> action call to the code host."""
+    traces = json.loads(jaeger_traces_json(native_stack.jaeger_url, "hitl-review"))["data"]
+
+    def shape(trace: dict) -> set[str]:
+        kinds = set()
+        for span in trace["spans"]:
+            tags = span_tags(span)
+            if span["operationName"] == f"POST {DECISIONS}" and tags.get("span.kind") == "server":
+                kinds.add("server")
+            if tags.get("db.system.name") == "postgresql" and str(span["operationName"]).startswith("INSERT"):
+                kinds.add("database insert")
+            if tags.get("db.system.name") == "redis":
+                kinds.add("cache")
+            if span["operationName"].startswith("action "):
+                kinds.add("action")
+            if tags.get("span.kind") == "client" and tags.get("http.request.method") == "POST":
+                kinds.add("code host call")
+        return kinds
+
+    shapes = [shape(t) for t in traces if any(s["operationName"] == f"POST {DECISIONS}" for s in t["spans"])]
+    full = {"server", "database insert", "cache", "action", "code host call"}
+    assert any(s == full for s in shapes), f"no decision trace has all of {full}; seen: {shapes[:5]}"
+
+
+def test_no_credential_or_email_reaches_jaeger_or_victorialogs(native_stack, traffic):
+    # Everything stored for the test run, as raw text.
+    wait_for("the traces of the run", lambda: len(jaeger_traces_json(native_stack.jaeger_url, "hitl-review")) > 1000)
+    stored = jaeger_traces_json(native_stack.jaeger_url, "hitl-review")
+    logs = logs_query(native_stack.victorialogs_url, "*")
+    assert logs
+
+    stored += "\n".join(json.dumps(r) for r in logs)
+    leaked = [s[:6] + "..." for s in traffic.traffic.secrets if s in stored]
+    assert not leaked, f"found in stored telemetry: {leaked}"
+
+
+def test_the_simulator_and_the_service_form_a_service_graph_edge(native_stack, live_app, traffic):
+    """Runs last in this module: the simulator's traffic is not part of the exact counts."""
+    env = {k: v for k, v in native_stack.env.items()} | {
+        "OTEL_SERVICE_NAME": "hitl-simulator",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": native_stack.collector_otlp_grpc,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        "SIM_PIPELINE_KEY": live_app.keys["pipeline"],
+        "SIM_REVIEWER_KEY": live_app.keys["reviewer"],
+    }
+    done = subprocess.run([sys.executable, "-m", "simulator", "--url", live_app.url, "--rate", "5",
+                           "--think-time", "0.2", "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def edge():
+        return [d for d in jaeger_dependencies(native_stack.jaeger_url)
+                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
+
+    wait_for("a hitl-simulator -> hitl-review dependency in Jaeger", edge, timeout=60)

@@ -1,0 +1,102 @@
+"""Every config file the stack ships is checked by the pinned binary that reads it, and the
+collector build contains exactly the components its config uses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack.services import Options, REPO_ROOT, TEST_PORT_OFFSET, render_prometheus_config
+
+COLLECTOR_CONFIG = REPO_ROOT / "otel-collector" / "config.yaml"
+SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+
+@pytest.fixture(scope="module")
+def binaries() -> dict[str, str]:
+    built = subprocess.run(["bash", "stack/build.sh", "otelcol-hitl", "jaeger", "prometheus"], cwd=REPO_ROOT,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    out = subprocess.run(["bash", "stack/build.sh", "--paths"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTELCOL_", "JAEGER_"))}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env=env | kw.pop("env", {}),
+                          **kw)
+
+
+def test_collector_config_validates(binaries):
+    done = run([binaries["otelcol-hitl"], "validate", f"--config=file:{COLLECTOR_CONFIG}"])
+    assert done.returncode == 0, done.stderr
+
+
+def test_collector_validate_rejects_a_component_missing_from_the_build(binaries, tmp_path):
+    config = yaml.safe_load(COLLECTOR_CONFIG.read_text())
+    config["connectors"]["servicegraph"] = {}
+    config["service"]["pipelines"]["traces"]["exporters"].append("servicegraph")
+    broken = tmp_path / "config.yaml"
+    broken.write_text(yaml.safe_dump(config))
+    done = run([binaries["otelcol-hitl"], "validate", f"--config=file:{broken}"])
+    assert done.returncode != 0
+    assert "servicegraph" in done.stderr
+
+
+def test_the_collector_build_has_exactly_the_components_the_config_uses(binaries):
+    built = yaml.safe_load(run([binaries["otelcol-hitl"], "components"]).stdout)
+    in_build = {(section, c["name"]) for section in SECTIONS for c in built.get(section) or []}
+    config = yaml.safe_load(COLLECTOR_CONFIG.read_text())
+    used = {(section, name.split("/")[0]) for section in SECTIONS for name in config.get(section) or {}}
+    assert in_build == used, f"built but unused: {in_build - used}; used but not built: {used - in_build}"
+
+
+def test_jaeger_config_validates(binaries):
+    done = run([binaries["jaeger"], "validate", f"--config=file:{REPO_ROOT / 'jaeger' / 'config.yaml'}"])
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("offset", [0, TEST_PORT_OFFSET])
+def test_prometheus_config_and_its_native_rendering_pass_promtool(binaries, tmp_path, offset):
+    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
+    rendered = render_prometheus_config(source, Options(run_dir=tmp_path, cache_dir=tmp_path, port_offset=offset,
+                                                        flush_interval="2s", scrape_interval="2s"))
+    (tmp_path / "prometheus.yml").write_text(rendered)
+    (tmp_path / "rules").symlink_to(REPO_ROOT / "prometheus" / "rules")
+    for path in (REPO_ROOT / "prometheus" / "prometheus.yml", tmp_path / "prometheus.yml"):
+        done = run([binaries["promtool"], "check", "config", str(path)])
+        assert done.returncode == 0, done.stdout + done.stderr
+    targets = yaml.safe_load(rendered)
+    exporter = next(j for j in targets["scrape_configs"] if j["job_name"] == "otel-collector-exporter")
+    # Exemplars are exposed for one span-metrics flush only: scraped at half of it.
+    assert exporter["scrape_interval"] == "1000ms"
+    assert exporter["static_configs"][0]["targets"] == [f"127.0.0.1:{8889 + offset}"]
+
+
+def test_prometheus_rendering_refuses_a_target_it_cannot_map(tmp_path):
+    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text().replace('"jaeger:8888"', '"redis:6379"')
+    with pytest.raises(ValueError, match="redis"):
+        render_prometheus_config(source, Options(run_dir=tmp_path, cache_dir=tmp_path))
+
+
+def test_native_ports_shifted_for_tests_do_not_collide_with_the_default_ones():
+    from stack.services import APP_PORT, PG_PORT, PORTS, REDIS_PORT
+
+    base = {*PORTS.values(), PG_PORT, REDIS_PORT, APP_PORT}
+    shifted = {p + TEST_PORT_OFFSET for p in base}
+    assert not base & shifted
+    assert len(base) == len(PORTS) + 3
+    assert max(shifted) < 65536
+
+
+def test_every_versions_env_line_is_a_plain_assignment():
+    # compose reads the file as an env file, build.sh sources it: both must see the same values.
+    for line in Path(REPO_ROOT / "versions.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            assert key.isupper() and value and not any(c in value for c in " '\"$`"), line
