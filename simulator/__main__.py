@@ -2,8 +2,8 @@
 configurable share of requests is bad (invalid body, unknown id, wrong role, double decision).
 
 It exports its own OpenTelemetry (service.name hitl-simulator) and propagates the trace
-context, so each request is one trace across two services and the collector's service graph
-shows the simulator -> hitl-review edge.
+context, so each request is one trace across two services and the service graph
+shows the simulator -> hitl-review edge (Jaeger derives it from the traces: /api/dependencies).
 
     SIM_PIPELINE_KEY=... SIM_REVIEWER_KEY=... python -m simulator --url http://127.0.0.1:8000
 """

@@ -157,6 +157,10 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     # Exemplars come from the collector's span metrics; SDK-side exemplar sampling on every
     # measurement would be CPU spent for nothing.
     os.environ.setdefault("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+    # Spans leave the process every second instead of the SDK's 5 s: the RED metrics are derived
+    # from them, and the 5 s default alone took half of the 10 s freshness budget
+    # (docs/benchmarks.md). Large bursts still go out in full batches of 512 as they fill up.
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
 
     from opentelemetry import _logs, metrics, trace
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
