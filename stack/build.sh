@@ -11,6 +11,8 @@
 #         stack/build.sh --paths                    print BINARY=PATH for every binary, build nothing
 #         stack/build.sh --list                     print the targets
 # Targets: otelcol-hitl jaeger prometheus alertmanager victoria-logs sloth
+#          composecheck (only when named: the compose.yaml validator of tests/compose, not part
+#          of the running stack)
 #
 # How each one is built (found by trying; see the comments at each target):
 #   otelcol-hitl   OpenTelemetry Collector Builder with otel-collector/builder-config.yaml
@@ -19,6 +21,7 @@
 #   jaeger         wrapper module stack/gomod/jaeger (upstream go.mod has a replace line)
 #   victoria-logs  go install
 #   sloth          go install
+#   composecheck   go build of tools/composecheck (compose-spec/compose-go pinned in its go.mod)
 #
 # Environment: HITL_STACK_CACHE (cache root), HITL_STACK_BUILD_JOBS (parallel builds, default 2
 # for two cores; measured: a cold build of all six took 709 s with the module cache filled, and
@@ -48,12 +51,23 @@ LDFLAGS_BASE="-s -w"
 
 # Longest builds first, so two parallel slots finish close together.
 ALL_TARGETS=(otelcol-hitl jaeger prometheus alertmanager victoria-logs sloth)
+# Built only when named on the command line (or with --paths composecheck).
+EXTRA_TARGETS=(composecheck)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # The collector's cache directory includes a hash of the manifest: adding a component to
 # builder-config.yaml must produce a new binary even though OTELCOL_VERSION did not change.
 manifest_hash() { sha256sum "$REPO_ROOT/otel-collector/builder-config.yaml" | cut -c1-8; }
+
+# composecheck: the compose-go version its go.mod requires, plus a hash of its sources, so an
+# edit to main.go or a bumped go.mod gives a new cache directory.
+COMPOSECHECK_DIR=$REPO_ROOT/tools/composecheck
+composecheck_version() {
+  local v
+  v=$(sed -n 's|^require github.com/compose-spec/compose-go/v2 \(v[^ ]*\)$|\1|p' "$COMPOSECHECK_DIR/go.mod")
+  echo "${v:-unknown}-$(cat "$COMPOSECHECK_DIR/go.mod" "$COMPOSECHECK_DIR/go.sum" "$COMPOSECHECK_DIR"/*.go | sha256sum | cut -c1-8)"
+}
 
 # target -> "<dir-name> <binary> [<binary>...]"
 target_spec() {
@@ -64,7 +78,8 @@ target_spec() {
     jaeger)        echo "jaeger-$JAEGER_VERSION jaeger" ;;
     victoria-logs) echo "victoria-logs-$VICTORIALOGS_VERSION victoria-logs" ;;
     sloth)         echo "sloth-$SLOTH_VERSION sloth" ;;
-    *) log "unknown target: $1 (known: ${ALL_TARGETS[*]})"; return 2 ;;
+    composecheck)  echo "composecheck-$(composecheck_version) composecheck" ;;
+    *) log "unknown target: $1 (known: ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]})"; return 2 ;;
   esac
 }
 
@@ -176,6 +191,11 @@ build_sloth() {
   # Sloth reads its version from this variable (else it prints "dev" when built as a main module).
   GOBIN=$out go install -ldflags "$LDFLAGS_BASE -X github.com/slok/sloth/internal/info.Version=v$SLOTH_VERSION" \
     "github.com/slok/sloth/cmd/sloth@v$SLOTH_VERSION"
+}
+
+build_composecheck() {
+  local out=$1
+  (cd "$COMPOSECHECK_DIR" && go build -mod=readonly -ldflags "$LDFLAGS_BASE" -o "$out/composecheck" .)
 }
 
 # ---- driver ---------------------------------------------------------------------------------

@@ -63,6 +63,8 @@ def make_stack(args: argparse.Namespace | None = None) -> Stack:
         opts.scrape_interval = args.scrape_interval
         opts.flush_interval = args.flush_interval
         opts.rule_eval_interval = args.rule_eval_interval
+        opts.fast_alerts = args.fast_alerts
+        opts.alert_sink = args.alert_sink
         opts.pg_port = args.pg_port or opts.pg_port
         opts.redis_port = args.redis_port or opts.redis_port
         opts.app_port = args.app_port or opts.app_port
@@ -238,6 +240,13 @@ def parser() -> argparse.ArgumentParser:
                         "exporter is scraped at most every half of it")
     u.add_argument("--rule-eval-interval", default=os.environ.get("HITL_STACK_RULE_EVAL_INTERVAL"),
                    help="Prometheus evaluation_interval (default: prometheus.yml's)")
+    u.add_argument("--fast-alerts", action="store_true",
+                   default=os.environ.get("HITL_STACK_FAST_ALERTS", "") not in ("", "0", "false"),
+                   help="tests only: cap every alert's `for` at 5s and Alertmanager's group_wait/"
+                        "group_interval at 1s/5s")
+    u.add_argument("--alert-sink", default=os.environ.get("HITL_STACK_ALERT_SINK"),
+                   help="base URL that receives Alertmanager's PagerDuty (/pagerduty), Slack (/slack) "
+                        "and heartbeat (/heartbeat) notifications; default: nowhere")
     for name, default in (("pg", PG_PORT), ("redis", REDIS_PORT), ("app", APP_PORT)):
         env = os.environ.get(f"HITL_STACK_{name.upper()}_PORT")
         u.add_argument(f"--{name}-port", type=int, default=int(env) if env else None,

@@ -110,6 +110,13 @@ class Options:
     scrape_interval: str = "5s"
     flush_interval: str = "5s"
     rule_eval_interval: str | None = None
+    # Tests only: every alert's `for` capped at FAST_ALERT_FOR and Alertmanager's group waits
+    # at FAST_GROUP_WAIT / FAST_GROUP_INTERVAL, so an alert fires and resolves in seconds. The
+    # thresholds and windows themselves are proven by promtool's unit tests with the real values.
+    fast_alerts: bool = False
+    # Base URL of a receiver for Alertmanager's notifications (PagerDuty at <url>/pagerduty,
+    # Slack <url>/slack, heartbeat <url>/heartbeat); None: they go to a closed local port.
+    alert_sink: str | None = None
     pg_port: int = PG_PORT
     redis_port: int = REDIS_PORT
     app_port: int = APP_PORT
@@ -117,6 +124,34 @@ class Options:
     python: str = sys.executable
     start_app: bool = True
     timeout: float = 60.0
+
+
+FAST_ALERT_FOR = 5.0
+FAST_GROUP_WAIT = 1.0
+FAST_GROUP_INTERVAL = 5.0
+ALERTMANAGER_SECRETS_DIR = "/etc/alertmanager/secrets/"
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+# Nothing listens on the discard port: notifications fail fast and are counted as failed.
+NOWHERE = f"http://{HOST}:9"
+
+
+def cap_durations(text: str, key: str, cap_seconds: float) -> str:
+    """Every `key: <duration>` line with a longer duration gets the cap."""
+    def cap(match: re.Match) -> str:
+        if parse_duration(match.group(2)) <= cap_seconds:
+            return match.group(0)
+        return f"{match.group(1)}{format_ms(cap_seconds)}"
+    return re.sub(rf"^(\s*{key}:\s*)(\d[0-9a-z.]*)\s*$", cap, text, flags=re.M)
+
+
+def render_alertmanager_config(source: str, opts: Options, secrets_dir: Path) -> str:
+    """alertmanager.yml for localhost: secrets from the run dir, PagerDuty to the sink."""
+    text = source.replace(ALERTMANAGER_SECRETS_DIR, f"{secrets_dir}/")
+    text = text.replace(PAGERDUTY_URL, f"{opts.alert_sink or NOWHERE}/pagerduty")
+    if opts.fast_alerts:
+        text = cap_durations(text, "group_wait", FAST_GROUP_WAIT)
+        text = cap_durations(text, "group_interval", FAST_GROUP_INTERVAL)
+    return text
 
 
 def render_prometheus_config(source: str, opts: Options) -> str:
@@ -419,11 +454,12 @@ class Stack:
             ),
             Service(
                 name="alertmanager",
-                argv=[b["alertmanager"], f"--config.file={REPO_ROOT / 'alertmanager' / 'alertmanager.yml'}",
+                argv=[b["alertmanager"], f"--config.file={self.config / 'alertmanager' / 'alertmanager.yml'}",
                       f"--storage.path={self.data / 'alertmanager'}",
                       f"--web.listen-address={HOST}:{self.ports['alertmanager']}",
                       # Single instance: no HA gossip listener (it would bind 0.0.0.0:9094).
                       "--cluster.listen-address="],
+                prepare=self.render_alertmanager,
                 health=lambda: process.http_probe(f"http://{HOST}:{self.ports['alertmanager']}/-/ready"),
                 urls={"Alertmanager (API)": f"http://{HOST}:{self.ports['alertmanager']}/api/v2/status"},
             ),
@@ -454,11 +490,40 @@ class Stack:
         target_dir.mkdir(parents=True, exist_ok=True)
         source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
         (target_dir / "prometheus.yml").write_text(render_prometheus_config(source, self.opts))
-        # rule_files are relative to the config file: point rules/ at the repository's rules.
+        # rule_files are relative to the config file: rules/ is the repository's rules, or with
+        # fast_alerts a copy whose `for` durations are capped.
         rules = target_dir / "rules"
-        if rules.is_symlink() or rules.exists():
+        if rules.is_symlink() or rules.is_file():
             rules.unlink()
-        rules.symlink_to(REPO_ROOT / "prometheus" / "rules", target_is_directory=True)
+        elif rules.exists():
+            shutil.rmtree(rules)
+        if not self.opts.fast_alerts:
+            rules.symlink_to(REPO_ROOT / "prometheus" / "rules", target_is_directory=True)
+            return
+        rules.mkdir()
+        for source_file in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
+            (rules / source_file.name).write_text(cap_durations(source_file.read_text(), "for", FAST_ALERT_FOR))
+
+    def render_alertmanager(self) -> None:
+        """The config with its secret files in the run dir. Development values are written once:
+        with an alert sink the notifications reach it, otherwise they go nowhere (Alertmanager's
+        API still shows every alert)."""
+        target_dir = self.config / "alertmanager"
+        secrets_dir = target_dir / "secrets"
+        secrets_dir.mkdir(parents=True, exist_ok=True)
+        sink = self.opts.alert_sink or NOWHERE
+        values = {
+            "pagerduty-routing-key": "dev-routing-key-not-a-secret",
+            "slack-webhook-url": f"{sink}/slack",
+            "smtp-password": "dev-smtp-password-not-a-secret",
+            "heartbeat-url": f"{sink}/heartbeat",
+        }
+        for name, value in values.items():
+            path = secrets_dir / name
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()
+        (target_dir / "alertmanager.yml").write_text(render_alertmanager_config(source, self.opts, secrets_dir))
 
 
 def victorialogs_flags() -> list[str]:

@@ -53,13 +53,14 @@ def span_tags(span: dict) -> dict[str, object]:
     return {t["key"]: t["value"] for t in span.get("tags", [])}
 
 
-def jaeger_traces_json(jaeger_url: str, service: str, lookback_seconds: int = 3600, limit: int = 5000) -> str:
-    """Every trace of a service in the lookback, as the raw JSON text Jaeger returns."""
+def jaeger_traces_json(jaeger_url: str, service: str, lookback_seconds: int = 3600, limit: int = 5000,
+                       operation: str | None = None) -> str:
+    """The newest traces of a service (and operation) in the lookback, as Jaeger's raw JSON."""
     end = int(time.time() * 1_000_000)
-    r = httpx.get(f"{jaeger_url}/api/traces", timeout=30, params={
-        "service": service, "limit": limit,
-        "start": end - lookback_seconds * 1_000_000, "end": end,
-    })
+    params = {"service": service, "limit": limit, "start": end - lookback_seconds * 1_000_000, "end": end}
+    if operation:
+        params["operation"] = operation
+    r = httpx.get(f"{jaeger_url}/api/traces", timeout=30, params=params)
     r.raise_for_status()
     return r.text
 

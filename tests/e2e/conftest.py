@@ -5,7 +5,10 @@ default ports keeps running. The app runs as a separate process, started here, s
 control its settings (fault injection, the code host, export intervals).
 
 Short intervals make the tests quick: span metrics flush every 2 s (Prometheus scrapes the
-exporter every 1 s so no exemplar is missed), rules are evaluated every 2 s.
+exporter every 1 s so no exemplar is missed), rules are evaluated every 2 s, and with
+--fast-alerts every alert's `for` is capped at 5 s and Alertmanager groups for at most 1-5 s
+(promtool's unit tests prove the real thresholds and windows). Alertmanager notifies a local
+stand-in for PagerDuty, Slack and the heartbeat service.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import httpx
 import pytest
 
 from stack.services import APP_PORT, HOST, PG_PORT, REDIS_PORT, TEST_PORT_OFFSET, ports
+from tests.support.alert_sink import AlertSink
 from tests.support.app_process import AppProcess
 from tests.support.code_host import CodeHostServer
 
@@ -59,7 +63,15 @@ class NativeStack:
 
 
 @pytest.fixture(scope="session")
-def native_stack() -> NativeStack:
+def alert_sink() -> AlertSink:
+    """Where the stack's Alertmanager sends PagerDuty, Slack and heartbeat notifications."""
+    sink = AlertSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture(scope="session")
+def native_stack(alert_sink: AlertSink) -> NativeStack:
     base = Path(os.environ.get("HITL_E2E_DIR", Path(tempfile.gettempdir()) / f"hitl-e2e-{os.getuid()}"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update({"HITL_STACK_RUN": str(base / "run"), "HITL_STACK_PORT_OFFSET": str(TEST_PORT_OFFSET)})
@@ -81,7 +93,8 @@ def native_stack() -> NativeStack:
     # tests assert start from zero.
     stack.stack_command("down", "--purge", timeout=120)
     up = stack.stack_command("up", "--no-app", "--flush-interval", FLUSH_INTERVAL, "--scrape-interval", "2s",
-                             "--rule-eval-interval", RULE_EVAL_INTERVAL, "--timeout", "120", timeout=3600)
+                             "--rule-eval-interval", RULE_EVAL_INTERVAL, "--fast-alerts",
+                             "--alert-sink", alert_sink.url, "--timeout", "120", timeout=3600)
     if up.returncode != 0:
         stack.stack_command("down")
         pytest.fail(f"python -m stack up failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-6000:]}")
@@ -166,6 +179,17 @@ BUSINESS_CHECKS = {
 }
 
 
+# Read once the traffic has settled, for the tests that look at the same series later.
+SNAPSHOTS = {
+    "server errors by route": (
+        'sum by (http_route) (traces_span_metrics_calls_total{service_name="hitl-review", '
+        'span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR"})', ("http_route",)),
+    "stats latency buckets": (
+        'sum by (le) (traces_span_metrics_duration_seconds_bucket{service_name="hitl-review", '
+        'span_kind="SPAN_KIND_SERVER", http_route="/api/v1/stats"})', ("le",)),
+}
+
+
 @dataclass
 class TrafficResult:
     traffic: object
@@ -173,6 +197,7 @@ class TrafficResult:
     observed_calls: dict
     expected_business: dict
     observed_business: dict
+    snapshots: dict
 
 
 @pytest.fixture(scope="session")
@@ -202,4 +227,6 @@ def traffic(native_stack: NativeStack, live_app: LiveApp) -> TrafficResult:
         wait_for("span metrics and business metrics to match the traffic", settled, timeout=90, interval=1)
     except AssertionError:
         pass
-    return TrafficResult(sent, expected_calls, observed["calls"], expected_business, observed["business"])
+    snapshots = {name: prom_vector(native_stack.prometheus_url, query, *labels)
+                 for name, (query, labels) in SNAPSHOTS.items()}
+    return TrafficResult(sent, expected_calls, observed["calls"], expected_business, observed["business"], snapshots)

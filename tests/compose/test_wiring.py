@@ -1,0 +1,192 @@
+"""Every file compose mounts exists, and every address a config names is a compose service
+that listens on that port and shares a network with the one that calls it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.compose.conftest import REPO_ROOT
+
+# Config files whose addresses must all be compose services (globs; those present are checked,
+# each must be mounted by some service).
+ADDRESS_CONFIGS = [
+    "otel-collector/config.yaml",
+    "jaeger/config.yaml",
+    "prometheus/prometheus.yml",
+    "grafana/provisioning/datasources/*.yaml",
+    "grafana/provisioning/datasources/*.yml",
+]
+SELF_HOSTS = {"", "0.0.0.0", "::", "[::]", "localhost", "127.0.0.1"}
+
+# [scheme://][user[:password]@]host:port[/...]; the host may be empty (":9090").
+ADDRESS = re.compile(
+    r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/\s]*@)?(?P<host>\[[0-9a-fA-F:]*\]|[A-Za-z0-9_.-]*):(?P<port>\d{1,5})(?:/\S*)?$")
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def bind_mounts(services):
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                yield name, Path(volume["source"]), volume
+
+
+def owners(services, path: Path) -> list[str]:
+    """Services that mount `path` (the file itself or a folder above it)."""
+    return sorted({name for name, source, _ in bind_mounts(services)
+                   if path == source or source in path.parents})
+
+
+def listening_ports(service) -> set[int]:
+    return {int(p) for p in service.get("expose", [])} | {int(p["target"]) for p in service.get("ports", [])}
+
+
+def networks(service) -> set[str]:
+    return set(service.get("networks") or {"default": None})
+
+
+def addresses_in(node):
+    """Every host:port string in a YAML tree; a mapping with `host` and `port` counts as one."""
+    if isinstance(node, dict):
+        if {"host", "port"} <= set(node):
+            yield f"{node['host']}:{node['port']}"
+        for value in node.values():
+            yield from addresses_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from addresses_in(value)
+    elif isinstance(node, str):
+        match = ADDRESS.match(node.strip())
+        if match and (match["host"] in SELF_HOSTS or re.search(r"[A-Za-z]", match["host"])
+                      or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", match["host"])):
+            yield node.strip()
+
+
+def resolve_env(text: str, environment: dict) -> str:
+    """${env:VAR:-default} as the collector and Jaeger resolve it inside that container."""
+    return ENV_REFERENCE.sub(lambda m: environment.get(m[1]) or (m[2] or ""), text)
+
+
+def check_address(services, caller: str, address: str, where: str) -> None:
+    match = ADDRESS.match(address)
+    host, port = match["host"], int(match["port"])
+    if host in SELF_HOSTS:
+        assert port in listening_ports(services[caller]), \
+            f"{where}: {address} - {caller} does not expose port {port}"
+        return
+    assert host in services, f"{where}: {address} - {host} is not a compose service"
+    assert port in listening_ports(services[host]), f"{where}: {address} - {host} does not expose port {port}"
+    assert networks(services[caller]) & networks(services[host]), \
+        f"{where}: {caller} cannot reach {host}: no common network"
+
+
+def test_every_bind_mounted_file_exists_in_the_repository(services):
+    mounts = list(bind_mounts(services))
+    assert mounts
+    for name, source, volume in mounts:
+        assert source.exists(), f"{name} mounts {source}, which does not exist"
+        assert REPO_ROOT in source.parents, f"{name} mounts {source} from outside the repository"
+        assert volume.get("read_only"), f"{name} mounts {source} writable: configs are read-only"
+
+
+def address_config_files() -> list[Path]:
+    return sorted({p for pattern in ADDRESS_CONFIGS for p in REPO_ROOT.glob(pattern)})
+
+
+def test_the_backends_config_files_are_present():
+    names = {str(p.relative_to(REPO_ROOT)) for p in address_config_files()}
+    assert {"otel-collector/config.yaml", "jaeger/config.yaml", "prometheus/prometheus.yml"} <= names
+
+
+@pytest.mark.parametrize("path", address_config_files(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_address_in_a_config_file_is_a_compose_service_port(services, path):
+    users = owners(services, path)
+    assert users, f"{path.relative_to(REPO_ROOT)} is not mounted by any service"
+    for caller in users:
+        text = resolve_env(path.read_text(), services[caller].get("environment") or {})
+        found = list(addresses_in(yaml.safe_load(text)))
+        assert found, f"no address found in {path.name}?"
+        for address in found:
+            check_address(services, caller, address, f"{path.relative_to(REPO_ROOT)} (in {caller})")
+
+
+def test_every_address_in_compose_itself_is_a_compose_service_port(services):
+    # Environment values (DATABASE_URL, OTLP endpoints, SIM_URL...), listen flags and the
+    # healthchecks' URLs.
+    checked = 0
+    for name, service in services.items():
+        values = list((service.get("environment") or {}).values())
+        values += [arg.split("=", 1)[1] for arg in service.get("command") or [] if "=" in arg]
+        values += (service.get("healthcheck") or {}).get("test", [])[1:]
+        for address in addresses_in([v for v in values if v]):
+            check_address(services, name, address, f"compose service {name}")
+            checked += 1
+    assert checked >= 10
+
+
+def test_datastores_are_only_on_the_internal_network(model, services):
+    assert model["networks"]["backend"].get("internal") is True
+    for datastore in ("postgres", "redis"):
+        assert networks(services[datastore]) == {"backend"}
+        assert not services[datastore].get("ports"), f"{datastore} must not be published"
+    on_backend = {name for name, s in services.items() if "backend" in networks(s)}
+    assert on_backend == {"postgres", "redis", "app", "app-init"}
+
+
+def test_only_the_authenticated_otlp_receiver_is_published_beyond_localhost(services):
+    wide = set()
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if port.get("host_ip") != "127.0.0.1":
+                wide.add((name, int(port["target"])))
+    assert wide == {("otel-collector", 4319), ("otel-collector", 4320)}
+
+
+FILE_KEYS = re.compile(r"(_file|^filename|^path|^directory)$")
+
+
+def file_settings(node):
+    """(key, value) of every setting in a YAML tree that names a file or folder by absolute path."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and FILE_KEYS.search(str(key)) and value.startswith("/"):
+                yield key, value
+            else:
+                yield from file_settings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from file_settings(value)
+
+
+def visible_in_container(service, path: str) -> bool:
+    """Is `path` provided by a secret, a named volume or an existing file of a bind mount?"""
+    if path in {s["target"] for s in service.get("secrets", [])}:
+        return True
+    for volume in service.get("volumes", []):
+        target = volume["target"].rstrip("/")
+        if path == target or path.startswith(target + "/"):
+            if volume["type"] != "bind":
+                return True
+            return (Path(volume["source"]) / path[len(target):].lstrip("/")).exists()
+    return False
+
+
+def test_every_file_a_mounted_config_names_is_there_in_the_container(services):
+    # e.g. alertmanager.yml's *_file secrets, the collector's bearer token file, Grafana's
+    # dashboards folder: each must be a compose secret, a volume or a mounted repository file.
+    checked = 0
+    for name, source, _ in bind_mounts(services):
+        files = [source] if source.is_file() else sorted(source.rglob("*"))
+        for path in files:
+            if path.suffix not in (".yml", ".yaml"):
+                continue
+            text = resolve_env(path.read_text(), services[name].get("environment") or {})
+            for key, value in file_settings(yaml.safe_load(text)):
+                checked += 1
+                assert visible_in_container(services[name], value), \
+                    f"{path.relative_to(REPO_ROOT)} ({name}): {key}: {value} does not exist in the container"
+    assert checked >= 5

@@ -1,0 +1,121 @@
+"""Alerts proven end to end: a fault injected in the running service makes the right alert fire
+in Prometheus, Alertmanager delivers it to the receiver its severity routes to (a local stand-in
+for PagerDuty and Slack), the warning of the same symptom is inhibited by the page, and a
+resolved notification follows the recovery.
+
+The stack runs with --fast-alerts (every `for` capped at 5 s, Alertmanager groups for 1-5 s);
+the expressions, thresholds and 5-minute windows are the production ones, so the faults must
+really move the 5-minute error ratio and p95 across them, and the recovery must really bring
+them back (by diluting the window with good traffic, as a recovered service does).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.e2e.backends import prom_query
+from tests.support.polling import wait_for
+
+FAULTS = "/api/v1/admin/faults"
+# The faults apply to the API routes (not the admin one); stats is the cheapest of them.
+TARGET = "/api/v1/stats"
+SLOW_SECONDS = 0.6  # p95 between the 500 ms warning and the 1 s page (the 0.75 s bucket)
+# Counts chosen against the production thresholds over the 5-minute window: a clean baseline of
+# good requests, then enough slow ones for p95 > 0.5 s (> 5% slow) but a latency-SLO burn well
+# under the 6x page, then enough errors for > 1%, then enough good ones for < 0.5% errors and
+# < 5% slow again.
+BASELINE_REQUESTS = 3000
+SLOW_REQUESTS = 400
+ERRORS = 100
+RECOVERY_REQUESTS = 20000
+
+
+def firing(prometheus_url: str, alertname: str) -> bool:
+    return bool(prom_query(prometheus_url, f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'))
+
+
+def send(live_app, count: int, threads: int) -> list[int]:
+    def batch(n: int) -> list[int]:
+        with live_app.client("admin") as client:
+            return [client.get(TARGET).status_code for _ in range(n)]
+
+    per_thread = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [status for statuses in pool.map(batch, per_thread) for status in statuses]
+
+
+def set_faults(live_app, **faults) -> None:
+    with live_app.client("admin") as client:
+        assert client.put(FAULTS, json=faults).status_code == 200
+
+
+def delivered(native_stack, alert_sink, what: str, receiver: str, *needles: str, timeout: float = 60):
+    """Waits for a notification; on failure says what did arrive and what Alertmanager logged."""
+    try:
+        return wait_for(what, lambda: alert_sink.received(receiver, *needles), timeout=timeout)
+    except AssertionError as e:
+        seen = [(n.receiver, n.body.get("payload", {}).get("summary") or n.body.get("status")) for n in
+                alert_sink.notifications]
+        alerts = [(a["metric"]["alertname"], a["metric"]["alertstate"])
+                  for a in prom_query(native_stack.prometheus_url, "ALERTS")]
+        signals = {q: prom_query(native_stack.prometheus_url, q) for q in (
+            "service:http_server_request_duration_seconds:p95_rate5m",
+            "service:http_server_errors:ratio_rate5m")}
+        raise AssertionError(f"{e}\nreceived: {seen}\nalerts: {alerts}\nsignals: {signals}\n"
+                             f"alertmanager log:\n{native_stack.log('alertmanager')[-1500:]}") from None
+
+
+def test_the_watchdog_reaches_the_heartbeat_receiver_only(native_stack, alert_sink):
+    wait_for("the Watchdog heartbeat", lambda: alert_sink.received("heartbeat", "Watchdog"), timeout=60)
+    assert not alert_sink.received("pagerduty", "Watchdog")
+    assert not alert_sink.received("slack", "Watchdog")
+
+
+def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live_app, alert_sink, traffic):
+    prom = native_stack.prometheus_url
+    red_alerts = ("HighErrorRate", "ElevatedErrorRate", "HighLatency", "ElevatedLatency")
+
+    # A clean start: the earlier tests' faults diluted out of the 5-minute window.
+    assert set(send(live_app, BASELINE_REQUESTS, threads=4)) == {200}
+    wait_for("no RED alert firing", lambda: not any(firing(prom, a) for a in red_alerts), timeout=120)
+    mark = len(alert_sink.notifications)
+
+    def since_mark(receiver: str, *needles: str):
+        return [n for n in alert_sink.notifications[mark:] if n.receiver == receiver
+                and all(x in n.text for x in needles)]
+
+    # Latency: slowed requests -> p95 in (0.5, 1] -> ElevatedLatency -> Slack, and no page.
+    set_faults(live_app, delay_ratio=1.0, delay_seconds=SLOW_SECONDS)
+    assert set(send(live_app, SLOW_REQUESTS, threads=16)) == {200}
+    set_faults(live_app)
+    wait_for("ElevatedLatency to fire in Prometheus", lambda: firing(prom, "ElevatedLatency"), timeout=90)
+    delivered(native_stack, alert_sink, "ElevatedLatency on the Slack route", "slack", "ElevatedLatency", "FIRING")
+    assert not firing(prom, "HighLatency")
+    assert not since_mark("pagerduty", "Latency", '"event_action": "trigger"')
+
+    # Errors: requests answered 500 -> HighErrorRate -> PagerDuty; the warning of the same
+    # symptom (ElevatedErrorRate) fires too, but the page inhibits its notification.
+    set_faults(live_app, error_ratio=1.0)
+    assert set(send(live_app, ERRORS, threads=2)) == {500}
+    set_faults(live_app)
+    wait_for("HighErrorRate to fire in Prometheus", lambda: firing(prom, "HighErrorRate"), timeout=90)
+    trigger = delivered(native_stack, alert_sink, "a PagerDuty trigger for HighErrorRate", "pagerduty",
+                        "HighErrorRate", '"event_action": "trigger"')
+    assert "dev-routing-key-not-a-secret" in trigger[-1].text  # the key came from its *_file
+    assert "runbooks/HighErrorRate.md" in trigger[-1].text
+    wait_for("ElevatedErrorRate to fire in Prometheus", lambda: firing(prom, "ElevatedErrorRate"), timeout=60)
+    time.sleep(8)  # more than group_wait + group_interval of the fast Alertmanager settings
+    assert firing(prom, "HighErrorRate") and firing(prom, "ElevatedErrorRate")
+    assert not since_mark("slack", "ElevatedErrorRate"), "the page did not inhibit the warning"
+
+    # Recovery: good traffic dilutes the 5-minute window below every threshold.
+    assert set(send(live_app, RECOVERY_REQUESTS, threads=4)) == {200}
+    delivered(native_stack, alert_sink, "a PagerDuty resolve for HighErrorRate", "pagerduty",
+              "HighErrorRate", '"event_action": "resolve"', timeout=120)
+    delivered(native_stack, alert_sink, "a resolved Slack message for ElevatedLatency", "slack",
+              "ElevatedLatency", "RESOLVED", timeout=120)
+    # Nothing went to the wrong receiver.
+    assert not since_mark("slack", "HighErrorRate")
+    assert not since_mark("pagerduty", "ElevatedLatency")
+    assert not since_mark("pagerduty", "ElevatedErrorRate")
