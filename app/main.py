@@ -15,7 +15,7 @@ from app.health.router import router as health_router
 from app.reviews.actions import CodeHost
 from app.reviews.router import router as reviews_router
 from app.reviews.service import ActionRetrier, PendingGauge
-from app.telemetry import Telemetry, instrument_app, instrument_engine, metrics
+from app.telemetry import Telemetry, fastapi_telemetry_config, instrument_app, instrument_engine, metrics
 
 
 def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -65,8 +65,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         ),
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
-        # The contrib FastAPI instrumentation is used; FastAPI's built-in telemetry stays off.
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        telemetry=fastapi_telemetry_config(),
     )
     app.state.settings = settings
     app.state.db = db

@@ -91,6 +91,8 @@ def main(argv=None) -> None:
     parser.add_argument("--database-url", default=os.environ.get("TEST_POSTGRES_URL"), required=False)
     parser.add_argument("--receiver-endpoint", help="OTLP gRPC endpoint of a running receiver (e.g. the collector)")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--fastapi-native", action="store_true",
+                        help="also measure FastAPI's built-in server spans instead of the contrib instrumentation")
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint per round")
     args = parser.parse_args(argv)
     if not args.database_url:
@@ -113,6 +115,9 @@ def main(argv=None) -> None:
         Variant("telemetry", otel_on, fresh_postgres_database(args.database_url), workdir),
         Variant("disabled", {"OTEL_SDK_DISABLED": "true"}, fresh_postgres_database(args.database_url), workdir),
     ]
+    if args.fastapi_native:
+        variants.append(Variant("fastapi-native", otel_on | {"HITL_HTTP_INSTRUMENTATION": "fastapi"},
+                                fresh_postgres_database(args.database_url), workdir))
     try:
         for v in variants:  # warm-up: connections, caches, code paths
             ids = v.seed(50)
@@ -120,7 +125,7 @@ def main(argv=None) -> None:
             for i in ids[:20]:
                 v.client.get(f"/api/v1/reviews/{i}", headers=v.reviewer)
         for rnd in range(args.rounds):
-            order = variants if rnd % 2 == 0 else variants[::-1]
+            order = variants[rnd % len(variants):] + variants[:rnd % len(variants)]
             for v in order:
                 ids = v.seed(args.requests)
                 v.measure("list", [("GET", "/api/v1/reviews", {"params": {"limit": 20}, "headers": v.reviewer})] * args.requests)
@@ -149,11 +154,14 @@ def main(argv=None) -> None:
             cpu[(endpoint, v.name)] = r["cpu"] / r["n"] * 1000
             print(f"| {endpoint} | {v.name} | {r['n'] / r['wall']:.0f} | {statistics.median(lat) * 1000:.2f} | "
                   f"{percentile(lat, 0.95) * 1000:.2f} | {percentile(lat, 0.99) * 1000:.2f} | {cpu[(endpoint, v.name)]:.3f} |")
-    print("\n| endpoint | extra CPU ms/req (telemetry - disabled) | ratio |")
-    print("|---|---:|---:|")
+    print("\n| endpoint | variant | extra CPU ms/req (variant - disabled) | ratio |")
+    print("|---|---|---:|---:|")
     for endpoint in ("list", "get", "decide"):
-        on, off = cpu[(endpoint, "telemetry")], cpu[(endpoint, "disabled")]
-        print(f"| {endpoint} | {on - off:.3f} | {on / off:.2f}x |")
+        off = cpu[(endpoint, "disabled")]
+        for v in variants:
+            if v.name != "disabled":
+                on = cpu[(endpoint, v.name)]
+                print(f"| {endpoint} | {v.name} | {on - off:.3f} | {on / off:.2f}x |")
 
 
 if __name__ == "__main__":

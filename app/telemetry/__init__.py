@@ -213,9 +213,24 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     )
 
 
+def native_http_instrumentation() -> bool:
+    """HITL_HTTP_INSTRUMENTATION=fastapi: FastAPI's built-in server spans instead of the contrib
+    instrumentation (an experiment measured in docs/benchmarks.md; no body-size metrics)."""
+    return os.environ.get("HITL_HTTP_INSTRUMENTATION", "contrib").strip().lower() == "fastapi"
+
+
+def fastapi_telemetry_config() -> dict:
+    """FastAPI(telemetry=...): off, unless native_http_instrumentation()."""
+    if not native_http_instrumentation() or sdk_disabled():
+        return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    excluded = tuple(EXCLUDED_URLS.split(","))
+    return {"tracing": True, "metrics": False, "logs": False, "operation_spans": False,
+            "exclude": lambda scope: scope.get("path") in excluded}
+
+
 def instrument_app(app) -> None:
     """FastAPI server spans (without the ASGI send/receive spans)."""
-    if sdk_disabled():
+    if sdk_disabled() or native_http_instrumentation():
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
