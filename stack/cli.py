@@ -65,6 +65,7 @@ def make_stack(args: argparse.Namespace | None = None) -> Stack:
         opts.rule_eval_interval = args.rule_eval_interval
         opts.fast_alerts = args.fast_alerts
         opts.alert_sink = args.alert_sink
+        opts.alert_smtp = args.alert_smtp
         opts.pg_port = args.pg_port or opts.pg_port
         opts.redis_port = args.redis_port or opts.redis_port
         opts.app_port = args.app_port or opts.app_port
@@ -247,6 +248,9 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--alert-sink", default=os.environ.get("HITL_STACK_ALERT_SINK"),
                    help="base URL that receives Alertmanager's PagerDuty (/pagerduty), Slack (/slack) "
                         "and heartbeat (/heartbeat) notifications; default: nowhere")
+    u.add_argument("--alert-smtp", default=os.environ.get("HITL_STACK_ALERT_SMTP"), metavar="HOST:PORT",
+                   help="SMTP server for Alertmanager's e-mail notifications, without TLS (a local "
+                        "stand-in); default: the one in alertmanager.yml")
     for name, default in (("pg", PG_PORT), ("redis", REDIS_PORT), ("app", APP_PORT)):
         env = os.environ.get(f"HITL_STACK_{name.upper()}_PORT")
         u.add_argument(f"--{name}-port", type=int, default=int(env) if env else None,

@@ -117,6 +117,8 @@ class Options:
     # Base URL of a receiver for Alertmanager's notifications (PagerDuty at <url>/pagerduty,
     # Slack <url>/slack, heartbeat <url>/heartbeat); None: they go to a closed local port.
     alert_sink: str | None = None
+    # host:port of an SMTP stand-in for e-mail notifications (no TLS then); None: the config's.
+    alert_smtp: str | None = None
     pg_port: int = PG_PORT
     redis_port: int = REDIS_PORT
     app_port: int = APP_PORT
@@ -148,6 +150,9 @@ def render_alertmanager_config(source: str, opts: Options, secrets_dir: Path) ->
     """alertmanager.yml for localhost: secrets from the run dir, PagerDuty to the sink."""
     text = source.replace(ALERTMANAGER_SECRETS_DIR, f"{secrets_dir}/")
     text = text.replace(PAGERDUTY_URL, f"{opts.alert_sink or NOWHERE}/pagerduty")
+    if opts.alert_smtp:
+        text = re.sub(r"^(\s*smtp_smarthost:\s*).*$", rf"\g<1>{opts.alert_smtp}", text, flags=re.M)
+        text = re.sub(r"^(\s*smtp_require_tls:\s*).*$", r"\g<1>false", text, flags=re.M)
     if opts.fast_alerts:
         text = cap_durations(text, "group_wait", FAST_GROUP_WAIT)
         text = cap_durations(text, "group_interval", FAST_GROUP_INTERVAL)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from stack.services import APP_PORT, HOST, PG_PORT, REDIS_PORT, TEST_PORT_OFFSET, ports
-from tests.support.alert_sink import AlertSink
+from tests.support.alert_sink import AlertSink, SmtpSink
 from tests.support.app_process import AppProcess
 from tests.support.code_host import CodeHostServer
 
@@ -71,7 +71,15 @@ def alert_sink() -> AlertSink:
 
 
 @pytest.fixture(scope="session")
-def native_stack(alert_sink: AlertSink) -> NativeStack:
+def smtp_sink() -> SmtpSink:
+    """Where the stack's Alertmanager sends its e-mails (info alerts)."""
+    sink = SmtpSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture(scope="session")
+def native_stack(alert_sink: AlertSink, smtp_sink: SmtpSink) -> NativeStack:
     base = Path(os.environ.get("HITL_E2E_DIR", Path(tempfile.gettempdir()) / f"hitl-e2e-{os.getuid()}"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update({"HITL_STACK_RUN": str(base / "run"), "HITL_STACK_PORT_OFFSET": str(TEST_PORT_OFFSET)})
@@ -94,7 +102,8 @@ def native_stack(alert_sink: AlertSink) -> NativeStack:
     stack.stack_command("down", "--purge", timeout=120)
     up = stack.stack_command("up", "--no-app", "--flush-interval", FLUSH_INTERVAL, "--scrape-interval", "2s",
                              "--rule-eval-interval", RULE_EVAL_INTERVAL, "--fast-alerts",
-                             "--alert-sink", alert_sink.url, "--timeout", "120", timeout=3600)
+                             "--alert-sink", alert_sink.url, "--alert-smtp", smtp_sink.address,
+                             "--timeout", "120", timeout=3600)
     if up.returncode != 0:
         stack.stack_command("down")
         pytest.fail(f"python -m stack up failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-6000:]}")
@@ -109,6 +118,7 @@ class LiveApp:
     process: AppProcess
     code_host: CodeHostServer
     keys: dict[str, str]  # role -> API key
+    env: dict[str, str]  # what the process was started with (a second one can reuse it)
 
     def client(self, role: str | None) -> httpx.Client:
         headers = {"X-API-Key": self.keys[role]} if role else {}
@@ -148,7 +158,7 @@ def live_app(native_stack: NativeStack, tmp_path_factory) -> LiveApp:
     app = AppProcess(env=env, log_path=log_dir / "app.log")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | env | {"OTEL_SDK_DISABLED": "true"}
     keys = {role: create_key(full_env, role) for role in ("pipeline", "reviewer", "viewer", "admin")}
-    yield LiveApp(url=app.url, process=app, code_host=code_host, keys=keys)
+    yield LiveApp(url=app.url, process=app, code_host=code_host, keys=keys, env=env)
     app.stop()
     code_host.close()
 

@@ -119,3 +119,31 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live
     assert not since_mark("slack", "HighErrorRate")
     assert not since_mark("pagerduty", "ElevatedLatency")
     assert not since_mark("pagerduty", "ElevatedErrorRate")
+
+
+def test_a_new_version_is_announced_by_e_mail(native_stack, live_app, smtp_sink, tmp_path):
+    """DeploymentStarted from the real signal: a process of another service.version starts
+    reporting next to the running one. Info alerts go to e-mail (and only there)."""
+    from tests.support.app_process import AppProcess
+
+    version = "0.2.0-e2e"
+    env = live_app.env | {"OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment.name=e2e,service.version={version}"}
+    new = AppProcess(env=env, log_path=tmp_path / "app-new-version.log")
+    try:
+        wait_for(f"DeploymentStarted for {version} in Prometheus", lambda: prom_query(
+            native_stack.prometheus_url,
+            f'ALERTS{{alertname="DeploymentStarted", alertstate="firing", service_version="{version}"}}'), timeout=120)
+        wait_for(f"an e-mail announcing {version}", lambda: smtp_sink.received("DeploymentStarted", version),
+                 timeout=60)
+    finally:
+        new.stop()
+    assert not routed_elsewhere(native_stack, "DeploymentStarted")
+
+
+def routed_elsewhere(native_stack, alertname: str) -> bool:
+    """Whether Alertmanager routed the alert to any receiver but e-mail."""
+    import httpx
+
+    alerts = httpx.get(f"{native_stack.alertmanager_url}/api/v2/alerts",
+                       params={"filter": f'alertname="{alertname}"'}, timeout=10).json()
+    return any(a["receivers"][0]["name"] != "email-info" for a in alerts)

@@ -4,6 +4,7 @@ records every notification Alertmanager posts to it."""
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,3 +56,47 @@ class AlertSink:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class SmtpSink:
+    """A minimal SMTP server standing in for the mail relay: accepts every message (no AUTH, no
+    STARTTLS offered) and keeps its raw text."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.wfile.write(b"220 smtp-sink ESMTP\r\n")
+                while line := self.rfile.readline():
+                    verb = line.decode(errors="replace").strip().split(" ")[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        self.wfile.write(b"250 smtp-sink\r\n")
+                    elif verb == "DATA":
+                        self.wfile.write(b"354 end with <CRLF>.<CRLF>\r\n")
+                        lines = []
+                        while (data := self.rfile.readline()) and data not in (b".\r\n", b".\n"):
+                            lines.append(data.decode(errors="replace"))
+                        sink.messages.append("".join(lines))
+                        self.wfile.write(b"250 queued\r\n")
+                    elif verb == "QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    else:  # MAIL, RCPT, RSET, NOOP
+                        self.wfile.write(b"250 ok\r\n")
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def received(self, *needles: str) -> list[str]:
+        return [m for m in list(self.messages) if all(x in m for x in needles)]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
