@@ -38,6 +38,8 @@ def get_review_or_404(review_id: uuid.UUID, session: SessionDep) -> Review:
     return review
 
 
+# Declare it after the route's credential dependency: FastAPI resolves dependencies in order, and
+# a lookup first would tell a caller without a key which review ids exist (404 vs 401).
 ReviewDep = Annotated[Review, Depends(get_review_or_404)]
 
 
@@ -87,7 +89,7 @@ def list_reviews(
 
 
 @router.get("/reviews/{review_id}", response_model=ReviewOut, summary="One review with its APV context")
-def get_review(review: ReviewDep, _: CurrentReader):
+def get_review(_: CurrentReader, review: ReviewDep):
     return _review_out(review)
 
 
@@ -98,12 +100,12 @@ def get_review(review: ReviewDep, _: CurrentReader):
     summary="Decide on a review: approve, reject, modify or escalate",
 )
 def decide(
+    principal: CurrentReviewer,
     review: ReviewDep,
     body: DecisionCreate,
     session: SessionDep,
     cache: CacheDep,
     settings: SettingsDep,
-    principal: CurrentReviewer,
     request: Request,
     response: Response,
 ):
@@ -125,7 +127,7 @@ def decide(
 
 
 @router.get("/reviews/{review_id}/decisions", response_model=DecisionHistory, summary="A review's decision history")
-def decision_history(review: ReviewDep, _: CurrentReader):
+def decision_history(_: CurrentReader, review: ReviewDep):
     return DecisionHistory(review_id=review.id, decisions=review.decisions)
 
 

@@ -1,5 +1,7 @@
 """Every route but health needs a key, and the key's role decides what it may do."""
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
@@ -36,6 +38,14 @@ def test_missing_or_invalid_key_is_401(client, review_id, method, path, allowed)
         r = _call(client, method, path, review_id, headers)
         assert r.status_code == 401, (headers, r.text)
         assert r.headers["www-authenticate"] == "ApiKey"
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [r for r in ROUTES if "{id}" in r[1]])
+def test_without_a_key_an_unknown_id_is_401_too(client, method, path, allowed):
+    """The credential is checked before the lookup: 404 vs 401 would tell which ids exist."""
+    for headers in ({}, {"X-API-Key": "hitl_not-a-real-key"}):
+        r = _call(client, method, path, str(uuid.uuid4()), headers)
+        assert r.status_code == 401, (method, path, headers, r.status_code)
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), ROUTES)
