@@ -510,9 +510,9 @@ class Stack:
             (rules / source_file.name).write_text(cap_durations(source_file.read_text(), "for", FAST_ALERT_FOR))
 
     def render_alertmanager(self) -> None:
-        """The config with its secret files in the run dir. Development values are written once:
-        with an alert sink the notifications reach it, otherwise they go nowhere (Alertmanager's
-        API still shows every alert)."""
+        """The config with its secret files in the run dir. Development values are written when a
+        file is missing: with an alert sink the notifications reach it, otherwise they go nowhere
+        (Alertmanager's API still shows every alert)."""
         target_dir = self.config / "alertmanager"
         secrets_dir = target_dir / "secrets"
         secrets_dir.mkdir(parents=True, exist_ok=True)
@@ -525,6 +525,10 @@ class Stack:
         }
         for name, value in values.items():
             path = secrets_dir / name
+            # Kept when already there (a developer may put real ones in), except the URLs that
+            # must point at this run's sink.
+            if path.exists() and not (self.opts.alert_sink and name.endswith("-url")):
+                continue
             path.write_text(value + "\n")
             path.chmod(0o600)
         source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack.services import Options, REPO_ROOT, TEST_PORT_OFFSET, render_prometheus_config
+from stack.services import Options, REPO_ROOT, TEST_PORT_OFFSET, parse_duration, render_prometheus_config
 
 COLLECTOR_CONFIG = REPO_ROOT / "otel-collector" / "config.yaml"
 SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
@@ -18,7 +18,7 @@ SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
 
 @pytest.fixture(scope="module")
 def binaries() -> dict[str, str]:
-    built = subprocess.run(["bash", "stack/build.sh", "otelcol-hitl", "jaeger", "prometheus"], cwd=REPO_ROOT,
+    built = subprocess.run(["bash", "stack/build.sh", "otelcol-hitl", "jaeger", "prometheus", "alertmanager"], cwd=REPO_ROOT,
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-3000:]
     out = subprocess.run(["bash", "stack/build.sh", "--paths"], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -100,3 +100,23 @@ def test_every_versions_env_line_is_a_plain_assignment():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             assert key.isupper() and value and not any(c in value for c in " '\"$`"), line
+
+
+def test_alertmanager_rendering_for_the_native_stack_passes_amtool(binaries, tmp_path):
+    from stack.services import ALERTMANAGER_SECRETS_DIR, PAGERDUTY_URL, render_alertmanager_config
+
+    source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()
+    opts = Options(run_dir=tmp_path, cache_dir=tmp_path, fast_alerts=True, alert_sink="http://127.0.0.1:1",
+                   alert_smtp="127.0.0.1:2")
+    rendered = render_alertmanager_config(source, opts, tmp_path / "secrets")
+    assert ALERTMANAGER_SECRETS_DIR not in rendered and PAGERDUTY_URL not in rendered
+    config = yaml.safe_load(rendered)
+    assert config["global"]["smtp_smarthost"] == "127.0.0.1:2"
+    assert config["global"]["smtp_require_tls"] is False
+    assert config["receivers"][0]["pagerduty_configs"][0]["url"] == "http://127.0.0.1:1/pagerduty"
+    routes = [config["route"], *config["route"]["routes"]]
+    assert all(parse_duration(r.get("group_wait", "0s")) <= 1 for r in routes)
+    (tmp_path / "alertmanager.yml").write_text(rendered)
+    done = run([binaries["amtool"], "check-config", str(tmp_path / "alertmanager.yml")])
+    assert done.returncode == 0, done.stdout + done.stderr
+
