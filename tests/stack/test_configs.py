@@ -18,12 +18,10 @@ SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
 
 @pytest.fixture(scope="module")
 def binaries() -> dict[str, str]:
-    built = subprocess.run(["bash", "stack/build.sh", "otelcol-hitl", "jaeger", "prometheus", "alertmanager"], cwd=REPO_ROOT,
-                           capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr[-3000:]
-    out = subprocess.run(["bash", "stack/build.sh", "--paths"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         check=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    from stack.cli import binary_paths, build
+
+    assert build(["otelcol-hitl", "jaeger", "prometheus", "alertmanager"]) == 0
+    return binary_paths()
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
