@@ -101,7 +101,7 @@ def get_review(_: CurrentReader, review: ReviewDep):
 )
 def decide(
     principal: CurrentReviewer,
-    review: ReviewDep,
+    review_id: uuid.UUID,
     body: DecisionCreate,
     session: SessionDep,
     cache: CacheDep,
@@ -114,12 +114,14 @@ def decide(
             session=session,
             cache=cache,
             code_host=request.app.state.code_host,
-            review_id=review.id,
+            review_id=str(review_id),
             data=body,
             reviewer=principal.name,
             retry_base_seconds=settings.action_retry_base_seconds,
             max_attempts=settings.action_max_attempts,
         )
+    except LookupError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"review {review_id} not found") from None
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     response.headers["Location"] = f"/api/v1/decisions/{decision.id}"

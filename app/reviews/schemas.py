@@ -112,8 +112,16 @@ class ReviewPage(BaseModel):
     offset: int
 
 
+# The OpenAPI document states the rule the validator enforces, so a client (or a fuzzer) that
+# follows the schema is never refused by a hidden rule: 'modify' needs a non-empty object.
+_MODIFY_NEEDS_MODIFICATIONS = {
+    "if": {"properties": {"decision": {"const": DecisionKind.modify.value}}, "required": ["decision"]},
+    "then": {"properties": {"modifications": {"type": "object", "minProperties": 1}}, "required": ["modifications"]},
+}
+
+
 class DecisionCreate(BaseModel):
-    model_config = _Strict
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, json_schema_extra=_MODIFY_NEEDS_MODIFICATIONS)
 
     decision: DecisionKind
     justification: Str(5_000, 10)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.propagate import extract, inject
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -118,17 +118,24 @@ def decide(
     retry_base_seconds: float = 2.0,
     max_attempts: int = 5,
 ) -> Decision:
-    review = session.scalar(select(Review).where(Review.id == review_id).with_for_update())
-    if review is None:
-        raise LookupError(review_id)
-    if review.status is ReviewStatus.decided:
-        raise Conflict("the review is already decided")
-    if review.status is ReviewStatus.escalated and data.decision is DecisionKind.escalate:
-        raise Conflict("the review is already escalated")
-    if data.decision in (DecisionKind.approve, DecisionKind.reject) and review.pr_number is None:
-        raise Conflict(f"'{data.decision.value}' needs a pull request and the review has none")
-
     now = utcnow()
+    # One statement both checks and claims the review: the UPDATE only matches a review in a
+    # state that allows this decision, and the row lock makes a concurrent second decision
+    # re-check (and miss) the new state. Only a refused decision reads the review to say why.
+    allowed = (ReviewStatus.pending,) if data.decision is DecisionKind.escalate else WAITING
+    claim = update(Review).where(Review.id == review_id, Review.status.in_(allowed))
+    if data.decision in (DecisionKind.approve, DecisionKind.reject):
+        claim = claim.where(Review.pr_number.is_not(None))
+    if data.decision is DecisionKind.escalate:
+        claim = claim.values(status=ReviewStatus.escalated, updated_at=now)
+    else:
+        claim = claim.values(status=ReviewStatus.decided, decided_at=now, updated_at=now)
+    review = session.scalars(
+        claim.returning(Review), execution_options={"synchronize_session": False}
+    ).one_or_none()
+    if review is None:
+        raise _refusal(session, review_id, data.decision)
+
     latency = max(0.0, (now - review.created_at).total_seconds())
     carrier: dict[str, str] = {}
     inject(carrier)
@@ -150,11 +157,6 @@ def decide(
         created_at=now,
     )
     session.add(decision)
-    if data.decision is DecisionKind.escalate:
-        review.status = ReviewStatus.escalated
-    else:
-        review.status = ReviewStatus.decided
-        review.decided_at = now
     session.commit()
 
     attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": review.severity.value}
@@ -174,6 +176,22 @@ def decide(
         max_attempts=max_attempts,
     )
     return decision
+
+
+def _refusal(session: Session, review_id: str, decision: DecisionKind) -> Exception:
+    """Why the review could not take this decision: unknown (LookupError) or its state (Conflict)."""
+    session.rollback()
+    review = session.get(Review, review_id)
+    if review is None:
+        return LookupError(review_id)
+    if review.status is ReviewStatus.decided:
+        return Conflict("the review is already decided")
+    if review.status is ReviewStatus.escalated and decision is DecisionKind.escalate:
+        return Conflict("the review is already escalated")
+    if decision in (DecisionKind.approve, DecisionKind.reject) and review.pr_number is None:
+        return Conflict(f"'{decision.value}' needs a pull request and the review has none")
+    # Not reached unless the review changed again between the two statements.
+    return Conflict("the review changed while deciding; retry")
 
 
 def run_action(

@@ -183,3 +183,36 @@ def test_liveness_and_readiness_need_no_key(client):
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok" and ready.json()["cache"] == "ok"
+
+
+def test_concurrent_decisions_on_one_review_exactly_one_wins(as_role, app):
+    """Eight reviewers take final decisions on the same review at once: one is recorded, the
+    others are refused as conflicts (the claiming UPDATE re-checks the state under the row lock)."""
+    import threading
+
+    from app.reviews import service
+    from app.reviews.models import Decision
+    from app.reviews.schemas import DecisionCreate
+
+    review = submit(as_role)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def decide(kind: str) -> None:
+        with app.state.db.sessionmaker() as session:
+            barrier.wait()
+            try:
+                service.decide(session=session, cache=app.state.cache, code_host=app.state.code_host,
+                               review_id=review["id"], data=DecisionCreate(**decision_body(kind)), reviewer="r")
+                outcomes.append("decided")
+            except service.Conflict:
+                outcomes.append("conflict")
+
+    threads = [threading.Thread(target=decide, args=(k,)) for k in ["approve", "reject", "modify", "approve"] * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["conflict"] * 7 + ["decided"]
+    with app.state.db.sessionmaker() as session:
+        assert session.query(Decision).filter_by(review_id=review["id"]).count() == 1
