@@ -10,8 +10,10 @@ Choices that are not the defaults, and why:
 - The ASGI `send`/`receive` spans and SQLAlchemy's per-checkout `connect` spans are not
   created: they carry nothing a person looks at, and cost CPU on every request.
 - SQLAlchemy's connection-usage metric is not recorded (the pool is read instead), and the
-  HTTP server duration/active-requests metrics of the instrumentation are dropped by a view: the collector's spanmetrics connector derives the same RED metrics from the spans.
-  The request/response body size histograms are kept.
+  HTTP server duration/active-requests instruments of the instrumentation are never created
+  (it gets no-op instruments for them): the collector's spanmetrics connector derives the same
+  RED metrics from the spans. A view would drop them too, but only after every measurement went
+  through the SDK (3 per request). The request/response body size histograms are kept.
 - Exports have a bounded timeout and shutdown a bounded flush, so a missing collector never
   holds the process past its grace period (ARCHITECTURE.md: unbounded retries held ~38 s).
 - Server spans do not carry the client's address, port, user agent or query string: personal
@@ -28,7 +30,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from opentelemetry.metrics import MeterProvider, NoOpCounter, NoOpHistogram, NoOpUpDownCounter
 
 from app import __version__
 
@@ -55,6 +60,41 @@ PROCESS_METRICS = {
 # Personal data, or a place where a careless client puts a token (?token=...).
 PERSONAL_SPAN_ATTRIBUTES = ("client.address", "client.port", "user_agent.original", "url.query")
 QUIET_LOGGERS = ("sqlalchemy", "httpx", "httpcore")
+
+
+class InstrumentFilter(MeterProvider):
+    """Meter provider for an instrumentation library: the instruments named in `dropped` are
+    no-ops (a call costs nothing), every other instrument comes from `provider`."""
+
+    def __init__(self, provider: MeterProvider, dropped: Iterable[str]):
+        self._provider = provider
+        self._dropped = frozenset(dropped)
+
+    def get_meter(self, name, version=None, schema_url=None, attributes=None):
+        return _FilteredMeter(self._provider.get_meter(name, version, schema_url, attributes), self._dropped)
+
+
+class _FilteredMeter:
+    _NO_OPS = {
+        "create_counter": NoOpCounter,
+        "create_up_down_counter": NoOpUpDownCounter,
+        "create_histogram": NoOpHistogram,
+    }
+
+    def __init__(self, meter, dropped: frozenset[str]):
+        self._meter = meter
+        self._dropped = dropped
+
+    def __getattr__(self, attr):
+        create = getattr(self._meter, attr)
+        no_op = self._NO_OPS.get(attr)
+        if no_op is None:
+            return create
+
+        def create_or_drop(name, *args, **kwargs):
+            return no_op(name) if name in self._dropped else create(name, *args, **kwargs)
+
+        return create_or_drop
 
 
 def sdk_disabled() -> bool:
@@ -165,9 +205,8 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     from opentelemetry import _logs, metrics, trace
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.metrics.view import DropAggregation, View
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
@@ -184,8 +223,7 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
         export_interval_millis=interval,
         export_timeout_millis=int(_timeout("METRICS") * 1000),
     )
-    views = [View(instrument_name=name, aggregation=DropAggregation()) for name in DROPPED_INSTRUMENTATION_METRICS]
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
+    meter_provider = SdkMeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(meter_provider)
 
     logger_provider = LoggerProvider(resource=resource)
@@ -234,8 +272,11 @@ def instrument_app(app) -> None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+    from opentelemetry import metrics
+
     FastAPIInstrumentor.instrument_app(
         app,
+        meter_provider=InstrumentFilter(metrics.get_meter_provider(), DROPPED_INSTRUMENTATION_METRICS),
         excluded_urls=EXCLUDED_URLS,
         exclude_spans=["receive", "send"],
         server_request_hook=drop_personal_attributes,
