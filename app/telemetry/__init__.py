@@ -158,8 +158,8 @@ def _exporter(signal: str):
     grpc = _protocol(signal) == "grpc"
     timeout = _timeout(signal)
     if signal == "TRACES":
-        if grpc:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        if grpc:  # the SDK's exporter with a faster encoder (app/telemetry/span_encoding.py)
+            from app.telemetry.span_encoding import FastOTLPSpanExporter as OTLPSpanExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         return OTLPSpanExporter(timeout=timeout)
