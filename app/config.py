@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Seconds between readings of the pending-queue gauges (a database query each).
     pending_gauge_refresh_seconds: float = Field(5.0, validation_alias="PENDING_GAUGE_REFRESH_SECONDS")
 
+    # Young-generation threshold of the garbage collector when serving (CPython's default is
+    # 700); 0 leaves the interpreter's defaults alone (see app/__main__.py: tune_gc).
+    gc_gen0_threshold: int = Field(10_000, ge=0, validation_alias="GC_GEN0_THRESHOLD")
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> "Settings":
         if self.environment in ("staging", "production"):

@@ -79,11 +79,12 @@ class Variant:
                 raise RuntimeError(f"{self.name} {endpoint}: {r.status_code} {r.text[:200]}")
         wall = time.perf_counter() - t0
         cpu = cpu_seconds(self.app.proc.pid) - cpu0
-        acc = self.results.setdefault(endpoint, {"latency": [], "cpu": 0.0, "wall": 0.0, "n": 0})
+        acc = self.results.setdefault(endpoint, {"latency": [], "cpu": 0.0, "wall": 0.0, "n": 0, "rounds": []})
         acc["latency"] += latencies
         acc["cpu"] += cpu
         acc["wall"] += wall
         acc["n"] += len(requests)
+        acc["rounds"].append(cpu / len(requests) * 1000)
 
 
 def main(argv=None) -> None:
@@ -93,6 +94,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--fastapi-native", action="store_true",
                         help="also measure FastAPI's built-in server spans instead of the contrib instrumentation")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="also measure telemetry with these settings changed "
+                             "(e.g. default-gc:GC_GEN0_THRESHOLD=0); repeatable")
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint per round")
     args = parser.parse_args(argv)
     if not args.database_url:
@@ -118,6 +122,10 @@ def main(argv=None) -> None:
     if args.fastapi_native:
         variants.append(Variant("fastapi-native", otel_on | {"HITL_HTTP_INSTRUMENTATION": "fastapi"},
                                 fresh_postgres_database(args.database_url), workdir))
+    for spec in args.variant:
+        name, _, assignments = spec.partition(":")
+        overrides = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        variants.append(Variant(name, otel_on | overrides, fresh_postgres_database(args.database_url), workdir))
     try:
         for v in variants:  # warm-up: connections, caches, code paths
             ids = v.seed(50)
@@ -154,14 +162,19 @@ def main(argv=None) -> None:
             cpu[(endpoint, v.name)] = r["cpu"] / r["n"] * 1000
             print(f"| {endpoint} | {v.name} | {r['n'] / r['wall']:.0f} | {statistics.median(lat) * 1000:.2f} | "
                   f"{percentile(lat, 0.95) * 1000:.2f} | {percentile(lat, 0.99) * 1000:.2f} | {cpu[(endpoint, v.name)]:.3f} |")
-    print("\n| endpoint | variant | extra CPU ms/req (variant - disabled) | ratio |")
-    print("|---|---|---:|---:|")
+    # Per round, both variants ran back to back: the difference within a round is less exposed to
+    # the machine's slow drift than the difference of totals; the median drops a disturbed round.
+    print("\n| endpoint | variant | extra CPU ms/req (totals) | ratio | extra CPU ms/req, median of rounds | per round |")
+    print("|---|---|---:|---:|---:|---|")
     for endpoint in ("list", "get", "decide"):
         off = cpu[(endpoint, "disabled")]
+        base_rounds = variants[1].results[endpoint]["rounds"]
         for v in variants:
             if v.name != "disabled":
                 on = cpu[(endpoint, v.name)]
-                print(f"| {endpoint} | {v.name} | {on - off:.3f} | {on / off:.2f}x |")
+                diffs = [a - b for a, b in zip(v.results[endpoint]["rounds"], base_rounds)]
+                print(f"| {endpoint} | {v.name} | {on - off:.3f} | {on / off:.2f}x | {statistics.median(diffs):.3f} | "
+                      f"{' '.join(f'{d:+.2f}' for d in diffs)} |")
 
 
 if __name__ == "__main__":
