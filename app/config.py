@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
+from sqlalchemy.engine import make_url
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "token", "placeholder"}
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str = Field(
         f"sqlite:///{Path('var/hitl.db').resolve()}", validation_alias="DATABASE_URL"
     )
+    # Secrets as files (compose/Kubernetes secrets), so they stay out of the environment that
+    # `docker inspect` and /proc/<pid>/environ show: the password replaces any in DATABASE_URL.
+    database_password_file: Path | None = Field(None, validation_alias="DATABASE_PASSWORD_FILE")
     # Bounds that turn a database outage into a quick 503 instead of a hang.
     db_connect_timeout_seconds: float = Field(3.0, validation_alias="DB_CONNECT_TIMEOUT_SECONDS")
     db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
@@ -42,6 +46,7 @@ class Settings(BaseSettings):
 
     code_host_url: str | None = Field(None, validation_alias="CODE_HOST_URL")
     code_host_token: str | None = Field(None, validation_alias="CODE_HOST_TOKEN")
+    code_host_token_file: Path | None = Field(None, validation_alias="CODE_HOST_TOKEN_FILE")
     code_host_timeout_seconds: float = Field(5.0, validation_alias="CODE_HOST_TIMEOUT_SECONDS")
     action_max_attempts: int = Field(5, validation_alias="ACTION_MAX_ATTEMPTS")
     action_retry_base_seconds: float = Field(2.0, validation_alias="ACTION_RETRY_BASE_SECONDS")
@@ -61,8 +66,19 @@ class Settings(BaseSettings):
     # 700); 0 leaves the interpreter's defaults alone (see app/__main__.py: tune_gc).
     gc_gen0_threshold: int = Field(10_000, ge=0, validation_alias="GC_GEN0_THRESHOLD")
 
+    def _read_secret_files(self) -> None:
+        if self.database_password_file is not None:
+            if self.is_sqlite:
+                raise ValueError("DATABASE_PASSWORD_FILE is set but DATABASE_URL is SQLite, which has no password")
+            password = _read_secret("DATABASE_PASSWORD_FILE", self.database_password_file)
+            url = make_url(self.database_url).set(password=password)
+            self.database_url = url.render_as_string(hide_password=False)
+        if self.code_host_token_file is not None:
+            self.code_host_token = _read_secret("CODE_HOST_TOKEN_FILE", self.code_host_token_file) or None
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> "Settings":
+        self._read_secret_files()  # first: a secret from a file is checked like one from the environment
         if self.environment in ("staging", "production"):
             token = (self.code_host_token or "").strip().lower()
             if self.code_host_url and token in PLACEHOLDER_SECRETS:
@@ -76,6 +92,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _read_secret(setting: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 @lru_cache

@@ -23,7 +23,6 @@ EXPECTED_SERVICES = {"app", "app-init", "simulator", "postgres", "redis", "otel-
 # Where a secret may appear in the loaded model, besides compose `secrets:` (files under
 # /run/secrets). Each of these programs reads that setting from its environment only.
 SECRET_IN_ENVIRONMENT = {
-    "POSTGRES_PASSWORD": {("app", "DATABASE_URL"), ("app-init", "DATABASE_URL")},
     "OTELCOL_REDACTION_HMAC_KEY": {("otel-collector", "OTELCOL_REDACTION_HMAC_KEY")},
 }
 
