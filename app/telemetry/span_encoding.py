@@ -115,10 +115,14 @@ class SpanEncoder:
     race only encodes an attribute twice.
     """
 
+    # Bounds of the attribute cache: high-cardinality values (paths with ids) churn it, and it is
+    # cleared whenever either bound is reached (the value is held twice: key and bytes).
     MAX_CACHED_ATTRIBUTES = 4096
+    MAX_CACHED_BYTES = 2 * 1024 * 1024
 
     def __init__(self) -> None:
         self._attributes: dict[tuple, bytes] = {}
+        self._cached_bytes = 0
         self._resources: dict[object, bytes] = {}
         self._scopes: dict[object, bytes] = {}
 
@@ -128,9 +132,12 @@ class SpanEncoder:
             cache_key = (tag, key, kind, value)
             encoded = self._attributes.get(cache_key)
             if encoded is None:
-                if len(self._attributes) >= self.MAX_CACHED_ATTRIBUTES:
-                    self._attributes.clear()  # high-cardinality values (paths with ids) churn it
-                encoded = self._attributes[cache_key] = _len_field(tag, _key_value(key, value))
+                encoded = _len_field(tag, _key_value(key, value))
+                if len(self._attributes) >= self.MAX_CACHED_ATTRIBUTES or self._cached_bytes >= self.MAX_CACHED_BYTES:
+                    self._attributes.clear()
+                    self._cached_bytes = 0
+                self._attributes[cache_key] = encoded
+                self._cached_bytes += 2 * len(encoded)
             return encoded
         return _len_field(tag, _key_value(key, value))
 

@@ -104,6 +104,18 @@ def test_the_attribute_cache_never_changes_the_output():
     assert ExportTraceServiceRequest.FromString(once) == encode_spans(spans)
 
 
+def test_the_attribute_cache_stays_within_its_byte_bound():
+    provider_, kept = provider(Resource({"service.name": "svc"}))
+    tracer = provider_.get_tracer("t")
+    for i in range(300):  # distinct 10 kB values: the byte bound, not the entry bound, applies
+        tracer.start_span("s", attributes={"db.query.text": f"{i:05d}" + "x" * 10_000}).end()
+    encoder = SpanEncoder()
+    encoder.MAX_CACHED_BYTES = 200_000
+    assert ExportTraceServiceRequest.FromString(encoder.encode(kept.spans)) == encode_spans(kept.spans)
+    assert encoder._cached_bytes <= encoder.MAX_CACHED_BYTES + 2 * 10_100
+    assert len(encoder._attributes) < 20
+
+
 def test_an_empty_batch_is_an_empty_request():
     assert SpanEncoder().encode([]) == b""
 
