@@ -24,7 +24,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
 from app.telemetry.span_encoding import SpanEncoder  # noqa: E402
 
@@ -41,17 +42,8 @@ STATEMENTS = (
 )
 
 
-class Keep(SpanExporter):
-    def __init__(self):
-        self.spans = []
-
-    def export(self, spans):
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def service_like_spans(requests: int) -> list:
-    kept = Keep()
+    kept = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource({
         "service.name": "hitl-review", "service.version": "0.1.0",
         "service.instance.id": str(uuid.uuid4()), "deployment.environment.name": "benchmark",
@@ -76,7 +68,7 @@ def service_like_spans(requests: int) -> list:
                     "server.address": "127.0.0.1", "server.port": 5432, "db.namespace": "hitl",
                     "db.query.text": statement, "db.system.name": "postgresql",
                     "db.operation.name": operation}).end()
-    return kept.spans
+    return list(kept.get_finished_spans())
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack.services import APP_PORT, HOST, PG_PORT, REDIS_PORT, TEST_PORT_OFFSET, ports
+from stack.services import HOST, PG_PORT, REDIS_PORT, TEST_PORT_OFFSET, ports
 from tests.support.alert_sink import AlertSink, SmtpSink
 from tests.support.app_process import AppProcess
 from tests.support.code_host import CodeHostServer

@@ -10,7 +10,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, TraceState
 
 from app.telemetry.span_encoding import FastOTLPSpanExporter, SpanEncoder
@@ -24,17 +25,8 @@ def sdk_enabled(monkeypatch):
     monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
 
 
-class Keep(SpanExporter):
-    def __init__(self):
-        self.spans = []
-
-    def export(self, spans):
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
-def provider(resource: Resource, **kwargs) -> tuple[TracerProvider, Keep]:
-    kept = Keep()
+def provider(resource: Resource, **kwargs) -> tuple[TracerProvider, InMemorySpanExporter]:
+    kept = InMemorySpanExporter()
     tp = TracerProvider(resource=resource, **kwargs)
     tp.add_span_processor(SimpleSpanProcessor(kept))
     return tp, kept
@@ -79,7 +71,7 @@ def varied_spans() -> list:
     span.add_event("e1", {"p": 1, "q": 2})
     span.add_event("e2")
     span.end(end_time=time.time_ns() + 10**12)
-    return kept_1.spans + kept_2.spans
+    return [*kept_1.get_finished_spans(), *kept_2.get_finished_spans()]
 
 
 def test_same_message_as_the_sdk_encoder_for_every_kind_of_content():
@@ -109,9 +101,10 @@ def test_the_attribute_cache_stays_within_its_byte_bound():
     tracer = provider_.get_tracer("t")
     for i in range(300):  # distinct 10 kB values: the byte bound, not the entry bound, applies
         tracer.start_span("s", attributes={"db.query.text": f"{i:05d}" + "x" * 10_000}).end()
+    spans = kept.get_finished_spans()
     encoder = SpanEncoder()
     encoder.MAX_CACHED_BYTES = 200_000
-    assert ExportTraceServiceRequest.FromString(encoder.encode(kept.spans)) == encode_spans(kept.spans)
+    assert ExportTraceServiceRequest.FromString(encoder.encode(spans)) == encode_spans(spans)
     assert encoder._cached_bytes <= encoder.MAX_CACHED_BYTES + 2 * 10_100
     assert len(encoder._attributes) < 20
 
