@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from sqlalchemy.engine import make_url
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "token", "placeholder"}
 

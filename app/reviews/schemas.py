@@ -121,7 +121,7 @@ _MODIFY_NEEDS_MODIFICATIONS = {
 
 
 class DecisionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, json_schema_extra=_MODIFY_NEEDS_MODIFICATIONS)
+    model_config = ConfigDict(**_Strict, json_schema_extra=_MODIFY_NEEDS_MODIFICATIONS)
 
     decision: DecisionKind
     justification: Str(5_000, 10)

@@ -15,8 +15,8 @@ Choices that are not the defaults, and why:
   RED metrics from the spans. A view would drop them too, but only after every measurement went
   through the SDK (3 per request). The request/response body size histograms are kept.
 - Spans sent over OTLP/gRPC (what the stack and compose use) are encoded by
-  app/telemetry/span_encoding.py instead of the SDK's per-field encoder: the same message at
-  about a third of the CPU; transport, retries and headers stay the SDK exporter's.
+  app/telemetry/span_encoding.py instead of the SDK's per-field encoder: the same message for
+  ~2.4x less CPU; transport, retries and headers stay the SDK exporter's.
 - Exports have a bounded timeout and shutdown a bounded flush, so a missing collector never
   holds the process past its grace period (ARCHITECTURE.md: unbounded retries held ~38 s).
 - Server spans do not carry the client's address, port, user agent or query string: personal
