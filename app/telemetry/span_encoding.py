@@ -123,12 +123,13 @@ class SpanEncoder:
     def __init__(self) -> None:
         self._attributes: dict[tuple, bytes] = {}
         self._cached_bytes = 0
-        self._resources: dict[object, bytes] = {}
-        self._scopes: dict[object, bytes] = {}
+        self._resources: dict[object, tuple[bytes, bytes]] = {}
+        self._scopes: dict[object, tuple[bytes, bytes]] = {}
 
     def _attribute(self, tag: bytes, key: str, value) -> bytes:
         kind = type(value)
-        if kind is str or kind is int or kind is float or kind is bool:
+        # Floats are left out: 0.0 == -0.0 (and NaN != NaN) would make a cache hit wrong (or useless).
+        if kind is str or kind is int or kind is bool:
             cache_key = (tag, key, kind, value)
             encoded = self._attributes.get(cache_key)
             if encoded is None:
@@ -151,7 +152,7 @@ class SpanEncoder:
                     log.warning("attribute %s not exported: %s", key, exc)
         return out
 
-    def _resource(self, resource) -> bytes:
+    def _resource(self, resource) -> tuple[bytes, bytes]:
         encoded = self._resources.get(resource)
         if encoded is None:
             body = b"".join(self._attributes_of(RESOURCE_ATTRIBUTE, resource.attributes))

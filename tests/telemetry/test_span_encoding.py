@@ -109,6 +109,17 @@ def test_the_attribute_cache_stays_within_its_byte_bound():
     assert len(encoder._attributes) < 20
 
 
+def test_negative_zero_after_zero_keeps_its_sign():
+    provider_, kept = provider(Resource({"service.name": "svc"}))
+    tracer = provider_.get_tracer("t")
+    for value in (0.0, -0.0, float("nan")):
+        tracer.start_span("s", attributes={"x": value}).end()
+    spans = kept.get_finished_spans()
+    got = ExportTraceServiceRequest.FromString(SpanEncoder().encode(spans)).resource_spans[0].scope_spans[0].spans
+    values = [span.attributes[0].value.double_value for span in got]
+    assert str(values[:2]) == "[0.0, -0.0]" and values[2] != values[2]
+
+
 def test_an_empty_batch_is_an_empty_request():
     assert SpanEncoder().encode([]) == b""
 
