@@ -12,6 +12,8 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+NO_CODE_HOST = "no code host configured"
+
 
 @dataclass(frozen=True)
 class ActionResult:
@@ -34,7 +36,7 @@ class CodeHost:
 
     def perform(self, *, action: str, pr_number: int | None, payload: dict) -> ActionResult:
         if self._client is None:
-            return ActionResult("skipped", "no code host configured")
+            return ActionResult("skipped", NO_CODE_HOST)
         if action == "escalate":
             path = "/escalations"
         elif pr_number is None:

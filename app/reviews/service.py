@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.propagate import extract, inject
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from app.cache import Cache
-from app.db import utcnow
-from app.reviews.actions import CodeHost
+from app.db import UTCDateTime, utcnow
+from app.reviews.actions import NO_CODE_HOST, CodeHost
 from app.reviews.models import (
     ACTION_FOR_DECISION,
     Decision,
@@ -25,6 +25,7 @@ from app.reviews.models import (
     Review,
     ReviewStatus,
     Severity,
+    new_id,
 )
 from app.reviews.schemas import DecisionCreate, ReviewCreate
 from app.telemetry import metrics
@@ -119,9 +120,9 @@ def decide(
     max_attempts: int = 5,
 ) -> Decision:
     now = utcnow()
-    # One statement both checks and claims the review: the UPDATE only matches a review in a
-    # state that allows this decision, and the row lock makes a concurrent second decision
-    # re-check (and miss) the new state. Only a refused decision reads the review to say why.
+    # The review is claimed by an UPDATE that only matches a review in a state that allows this
+    # decision; its row lock makes a concurrent second decision re-check (and miss) the new state.
+    # Only a refused decision reads the review again to say why.
     allowed = (ReviewStatus.pending,) if data.decision is DecisionKind.escalate else WAITING
     claim = update(Review).where(Review.id == review_id, Review.status.in_(allowed))
     if data.decision in (DecisionKind.approve, DecisionKind.reject):
@@ -130,52 +131,98 @@ def decide(
         claim = claim.values(status=ReviewStatus.escalated, updated_at=now)
     else:
         claim = claim.values(status=ReviewStatus.decided, decided_at=now, updated_at=now)
-    review = session.scalars(
-        claim.returning(Review), execution_options={"synchronize_session": False}
-    ).one_or_none()
-    if review is None:
-        raise _refusal(session, review_id, data.decision)
 
-    latency = max(0.0, (now - review.created_at).total_seconds())
     carrier: dict[str, str] = {}
     inject(carrier)
-    decision = Decision(
-        review_id=review.id,
-        decision=data.decision,
-        justification=data.justification,
-        confidence=data.confidence,
-        modifications=data.modifications,
-        reviewer=reviewer,
-        cve_id=review.cve_id,
-        severity=review.severity,
-        patch_strategy=review.patch_strategy,
-        wargame_verdict=review.wargame_verdict,
-        decision_latency_seconds=latency,
-        action=ACTION_FOR_DECISION[data.decision],
-        action_status="pending",
-        traceparent=carrier.get("traceparent"),
-        created_at=now,
-    )
-    session.add(decision)
+    # With no code host there is nothing to call: the action is stored as skipped with the
+    # decision instead of being recorded by a second write.
+    skipped = None if code_host.configured else NO_CODE_HOST
+    values = {
+        "id": new_id(),
+        "review_id": review_id,
+        "decision": data.decision,
+        "justification": data.justification,
+        "confidence": data.confidence,
+        "modifications": data.modifications,
+        "reviewer": reviewer,
+        "action": ACTION_FOR_DECISION[data.decision],
+        "action_status": "skipped" if skipped else "pending",
+        "action_attempts": 1 if skipped else 0,
+        "action_error": skipped,
+        "traceparent": carrier.get("traceparent"),
+        "created_at": now,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        row = session.execute(_claim_and_insert(claim, values, now)).one_or_none()
+        if row is None:
+            raise _refusal(session, review_id, data.decision)
+        decision, pr_number, apv_code = row
+    else:
+        review = session.scalars(
+            claim.returning(Review), execution_options={"synchronize_session": False}
+        ).one_or_none()
+        if review is None:
+            raise _refusal(session, review_id, data.decision)
+        decision = Decision(
+            **values,
+            **{column: getattr(review, column) for column in SNAPSHOT},
+            decision_latency_seconds=max(0.0, (now - review.created_at).total_seconds()),
+        )
+        session.add(decision)
+        pr_number, apv_code = review.pr_number, review.apv_code
     session.commit()
 
-    attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": review.severity.value}
+    attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": decision.severity.value}
     metrics.decisions.add(1, attrs)
-    metrics.decision_duration.record(latency, attrs)
+    metrics.decision_duration.record(decision.decision_latency_seconds, attrs)
     span = trace.get_current_span()
     span.set_attributes(attrs)
-    log.info("decision recorded", extra={"hitl.decision": data.decision.value, "hitl.review.id": review.id})
+    log.info("decision recorded", extra={"hitl.decision": data.decision.value, "hitl.review.id": review_id})
     invalidate_stats(cache)
 
-    run_action(
-        session=session,
-        code_host=code_host,
-        decision=decision,
-        review=review,
-        retry_base_seconds=retry_base_seconds,
-        max_attempts=max_attempts,
-    )
+    if skipped:
+        with tracer.start_as_current_span(f"action {decision.action}") as span:
+            span.set_attributes({"hitl.action": decision.action, "hitl.action.outcome": "skipped"})
+        metrics.actions.add(1, {"hitl.action": decision.action, "hitl.action.outcome": "skipped"})
+    else:
+        run_action(
+            session=session,
+            code_host=code_host,
+            decision=decision,
+            pr_number=pr_number,
+            apv_code=apv_code,
+            retry_base_seconds=retry_base_seconds,
+            max_attempts=max_attempts,
+        )
     return decision
+
+
+# Review columns a decision copies at decision time.
+SNAPSHOT = ("cve_id", "severity", "patch_strategy", "wargame_verdict")
+
+
+def _claim_and_insert(claim, values: dict, now: datetime):
+    """PostgreSQL: claim the review and insert the decision in one statement (one round trip).
+    Returns (decision, pr_number, apv_code), or no row when the claim matched nothing."""
+    claimed = claim.returning(
+        Review.id, Review.created_at, Review.pr_number, Review.apv_code, *(Review.__table__.c[c] for c in SNAPSHOT)
+    ).cte("claimed")
+    columns = Decision.__table__.c
+    latency = func.greatest(0.0, func.extract("epoch", literal(now, UTCDateTime) - claimed.c.created_at))
+    source = {name: literal(value, columns[name].type) for name, value in values.items()}
+    source["review_id"] = claimed.c.id
+    source |= {column: claimed.c[column] for column in SNAPSHOT}
+    source["decision_latency_seconds"] = latency.cast(columns.decision_latency_seconds.type)
+    inserted = (
+        insert(Decision)
+        .from_select(list(source), select(*source.values()).select_from(claimed))
+        .returning(*columns)
+        .cte("inserted")
+    )
+    decision = aliased(Decision, inserted)
+    return select(decision, claimed.c.pr_number, claimed.c.apv_code).join_from(
+        claimed, decision, decision.review_id == claimed.c.id
+    )
 
 
 def _refusal(session: Session, review_id: str, decision: DecisionKind) -> Exception:
@@ -199,7 +246,8 @@ def run_action(
     session: Session,
     code_host: CodeHost,
     decision: Decision,
-    review: Review,
+    pr_number: int | None,
+    apv_code: str,
     retry_base_seconds: float,
     max_attempts: int,
 ) -> None:
@@ -208,9 +256,9 @@ def run_action(
         span.set_attribute("hitl.action", decision.action)
         result = code_host.perform(
             action=decision.action,
-            pr_number=review.pr_number,
+            pr_number=pr_number,
             payload={
-                "apv_code": review.apv_code,
+                "apv_code": apv_code,
                 "decision_id": decision.id,
                 "decision": decision.decision.value,
                 "modifications": decision.modifications,
@@ -279,7 +327,8 @@ class ActionRetrier:
                         session=session,
                         code_host=self._code_host,
                         decision=decision,
-                        review=decision.review,
+                        pr_number=decision.review.pr_number,
+                        apv_code=decision.review.apv_code,
                         retry_base_seconds=self._base,
                         max_attempts=self._max,
                     )

@@ -1,5 +1,7 @@
 """The review API end to end through HTTP, on both database backends."""
 
+from datetime import datetime
+
 import pytest
 
 from tests.support.factories import decision_body, review_body
@@ -216,3 +218,41 @@ def test_concurrent_decisions_on_one_review_exactly_one_wins(as_role, app):
     assert sorted(outcomes) == ["conflict"] * 7 + ["decided"]
     with app.state.db.sessionmaker() as session:
         assert session.query(Decision).filter_by(review_id=review["id"]).count() == 1
+
+
+@pytest.mark.parametrize("kind", ["approve", "modify", "escalate"])
+def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_role, app, backend, kind):
+    """No code host: the skipped action is stored with the decision (no second write); on
+    PostgreSQL the claim and the insert are one statement. What is stored is what was returned."""
+    from sqlalchemy import event
+
+    from app.reviews import service
+    from app.reviews.actions import CodeHost
+    from app.reviews.schemas import DecisionCreate
+
+    review = submit(as_role, severity="high", wargame_verdict="partial")
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement.split()[0])
+
+    engine = app.state.db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.state.db.sessionmaker() as session:
+            decision = service.decide(session=session, cache=app.state.cache, code_host=CodeHost(None, None, 1.0),
+                                      review_id=review["id"], data=DecisionCreate(**decision_body(kind)), reviewer="r")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == (["WITH"] if backend["name"] == "postgresql" else ["UPDATE", "INSERT"])
+    assert (decision.action_status, decision.action_attempts, decision.action_error) == (
+        "skipped", 1, "no code host configured")
+    assert (decision.cve_id, decision.severity.value, decision.wargame_verdict.value) == (
+        review["cve_id"], "high", "partial")
+    stored = as_role("viewer").get(f"/api/v1/decisions/{decision.id}").json()
+    assert stored["review_id"] == review["id"] and stored["action_status"] == "skipped"
+    assert stored["decision_latency_seconds"] == pytest.approx(decision.decision_latency_seconds, abs=1e-6)
+    got = as_role("viewer").get(f"/api/v1/reviews/{review['id']}").json()
+    assert got["status"] == ("escalated" if kind == "escalate" else "decided")
+    waited = (datetime.fromisoformat(stored["created_at"]) - datetime.fromisoformat(review["created_at"]))
+    assert stored["decision_latency_seconds"] == pytest.approx(waited.total_seconds(), abs=1e-3)
