@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.propagate import extract, inject
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -120,18 +121,6 @@ def decide(
     max_attempts: int = 5,
 ) -> Decision:
     now = utcnow()
-    # The review is claimed by an UPDATE that only matches a review in a state that allows this
-    # decision; its row lock makes a concurrent second decision re-check (and miss) the new state.
-    # Only a refused decision reads the review again to say why.
-    allowed = (ReviewStatus.pending,) if data.decision is DecisionKind.escalate else WAITING
-    claim = update(Review).where(Review.id == review_id, Review.status.in_(allowed))
-    if data.decision in (DecisionKind.approve, DecisionKind.reject):
-        claim = claim.where(Review.pr_number.is_not(None))
-    if data.decision is DecisionKind.escalate:
-        claim = claim.values(status=ReviewStatus.escalated, updated_at=now)
-    else:
-        claim = claim.values(status=ReviewStatus.decided, decided_at=now, updated_at=now)
-
     carrier: dict[str, str] = {}
     inject(carrier)
     # With no code host there is nothing to call: the action is stored as skipped with the
@@ -139,7 +128,6 @@ def decide(
     skipped = None if code_host.configured else NO_CODE_HOST
     values = {
         "id": new_id(),
-        "review_id": review_id,
         "decision": data.decision,
         "justification": data.justification,
         "confidence": data.confidence,
@@ -152,19 +140,22 @@ def decide(
         "traceparent": carrier.get("traceparent"),
         "created_at": now,
     }
+    params = {"review_id": review_id, "now": now}
     if session.get_bind().dialect.name == "postgresql":
-        row = session.execute(_claim_and_insert(claim, values, now)).one_or_none()
+        params |= {f"d_{name}": value for name, value in values.items()}
+        row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
         if row is None:
             raise _refusal(session, review_id, data.decision)
         decision, pr_number, apv_code = row
     else:
         review = session.scalars(
-            claim.returning(Review), execution_options={"synchronize_session": False}
+            _claim(data.decision).returning(Review), params, execution_options={"synchronize_session": False}
         ).one_or_none()
         if review is None:
             raise _refusal(session, review_id, data.decision)
         decision = Decision(
             **values,
+            review_id=review_id,
             **{column: getattr(review, column) for column in SNAPSHOT},
             decision_latency_seconds=max(0.0, (now - review.created_at).total_seconds()),
         )
@@ -201,17 +192,39 @@ def decide(
 SNAPSHOT = ("cve_id", "severity", "patch_strategy", "wargame_verdict")
 
 
-def _claim_and_insert(claim, values: dict, now: datetime):
-    """PostgreSQL: claim the review and insert the decision in one statement (one round trip).
-    Returns (decision, pr_number, apv_code), or no row when the claim matched nothing."""
-    claimed = claim.returning(
+@functools.cache
+def _claim(kind: DecisionKind):
+    """UPDATE that claims the review (bound: review_id, now). It only matches a review in a state
+    that allows this decision; its row lock makes a concurrent second decision re-check (and
+    miss) the new state. Built once per kind: building and keying it cost more than running it."""
+    allowed = (ReviewStatus.pending,) if kind is DecisionKind.escalate else WAITING
+    now = bindparam("now", type_=UTCDateTime)
+    claim = update(Review).where(Review.id == bindparam("review_id"), Review.status.in_(allowed))
+    if kind in (DecisionKind.approve, DecisionKind.reject):
+        claim = claim.where(Review.pr_number.is_not(None))
+    if kind is DecisionKind.escalate:
+        return claim.values(status=ReviewStatus.escalated, updated_at=now)
+    return claim.values(status=ReviewStatus.decided, decided_at=now, updated_at=now)
+
+
+@functools.cache
+def _claim_and_insert(kind: DecisionKind):
+    """PostgreSQL: the claim and the decision's INSERT as one statement (one round trip), bound
+    with review_id, now and d_<column> for the decision's own columns. Its row is (decision,
+    pr_number, apv_code); no row when the claim matched nothing."""
+    claimed = _claim(kind).returning(
         Review.id, Review.created_at, Review.pr_number, Review.apv_code, *(Review.__table__.c[c] for c in SNAPSHOT)
     ).cte("claimed")
     columns = Decision.__table__.c
-    latency = func.greatest(0.0, func.extract("epoch", literal(now, UTCDateTime) - claimed.c.created_at))
-    source = {name: literal(value, columns[name].type) for name, value in values.items()}
+    now = bindparam("now", type_=UTCDateTime)
+    source = {
+        column.name: bindparam(f"d_{column.name}", type_=column.type)
+        for column in columns
+        if column.name not in (*SNAPSHOT, "review_id", "decision_latency_seconds", "action_next_attempt_at")
+    }
     source["review_id"] = claimed.c.id
     source |= {column: claimed.c[column] for column in SNAPSHOT}
+    latency = func.greatest(0.0, func.extract("epoch", now - claimed.c.created_at))
     source["decision_latency_seconds"] = latency.cast(columns.decision_latency_seconds.type)
     inserted = (
         insert(Decision)
