@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.propagate import extract, inject
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from app.cache import Cache
 from app.db import UTCDateTime, utcnow
@@ -146,7 +146,13 @@ def decide(
         row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
         if row is None:
             raise _refusal(session, review_id, data.decision)
-        decision, pr_number, apv_code = row
+        pr_number, apv_code, *snapshot, latency = row
+        decision = Decision(
+            **values, review_id=review_id, **dict(zip(SNAPSHOT, snapshot, strict=True)),
+            decision_latency_seconds=latency, action_next_attempt_at=None,
+        )
+        make_transient_to_detached(decision)  # the row exists: later changes are UPDATEs
+        session.add(decision)
     else:
         review = session.scalars(
             _claim(data.decision).returning(Review), params, execution_options={"synchronize_session": False}
@@ -210,32 +216,32 @@ def _claim(kind: DecisionKind):
 @functools.cache
 def _claim_and_insert(kind: DecisionKind):
     """PostgreSQL: the claim and the decision's INSERT as one statement (one round trip), bound
-    with review_id, now and d_<column> for the decision's own columns. Its row is (decision,
-    pr_number, apv_code); no row when the claim matched nothing."""
+    with review_id, now and d_<column> for the decision's own columns. Its row is (pr_number,
+    apv_code, *SNAPSHOT, decision latency); no row when the claim matched nothing. It returns only
+    what the caller does not know: the statement's text is exported with its span."""
     claimed = _claim(kind).returning(
-        Review.id, Review.created_at, Review.pr_number, Review.apv_code, *(Review.__table__.c[c] for c in SNAPSHOT)
+        Review.created_at, Review.pr_number, Review.apv_code, *(Review.__table__.c[c] for c in SNAPSHOT)
     ).cte("claimed")
     columns = Decision.__table__.c
     now = bindparam("now", type_=UTCDateTime)
     source = {
         column.name: bindparam(f"d_{column.name}", type_=column.type)
         for column in columns
-        if column.name not in (*SNAPSHOT, "review_id", "decision_latency_seconds", "action_next_attempt_at")
+        if column.name not in (*SNAPSHOT, "decision_latency_seconds", "action_next_attempt_at")
     }
-    source["review_id"] = claimed.c.id
+    source["review_id"] = bindparam("review_id", type_=columns.review_id.type)
     source |= {column: claimed.c[column] for column in SNAPSHOT}
     latency = func.greatest(0.0, func.extract("epoch", now - claimed.c.created_at))
     source["decision_latency_seconds"] = latency.cast(columns.decision_latency_seconds.type)
     inserted = (
         insert(Decision)
         .from_select(list(source), select(*source.values()).select_from(claimed))
-        .returning(*columns)
+        .returning(columns.decision_latency_seconds)
         .cte("inserted")
     )
-    decision = aliased(Decision, inserted)
-    return select(decision, claimed.c.pr_number, claimed.c.apv_code).join_from(
-        claimed, decision, decision.review_id == claimed.c.id
-    )
+    return select(
+        claimed.c.pr_number, claimed.c.apv_code, *(claimed.c[c] for c in SNAPSHOT), inserted.c.decision_latency_seconds
+    ).join_from(claimed, inserted, true())  # one row each, or none
 
 
 def _refusal(session: Session, review_id: str, decision: DecisionKind) -> Exception:
