@@ -111,7 +111,7 @@ def percentile(values, q):
 
 
 class Variant:
-    def __init__(self, name: str, env: dict, database_url: str, workdir: Path):
+    def __init__(self, name: str, env: dict, database_url: str, workdir: Path, module: str = "app"):
         self.name = name
         self.env = env
         upgrade(database_url)
@@ -123,6 +123,7 @@ class Variant:
         self.app = AppProcess(
             env={"DATABASE_URL": database_url, "ACTION_RETRY_ENABLED": "false", **env},
             log_path=workdir / f"{name}.log",
+            module=module,
         )
         self.client = httpx.Client(base_url=self.app.url, timeout=30)
         self.clock = cpu_clock(self.app.proc.pid)
@@ -174,6 +175,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--fastapi-native", action="store_true",
                         help="also measure FastAPI's built-in server spans instead of the contrib instrumentation")
+    parser.add_argument("--otel-defaults", action="store_true",
+                        help="also measure a default OpenTelemetry set-up of the same service "
+                             "(benchmarks/otel_defaults.py): what the tuning in app/telemetry buys")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="also measure telemetry with these settings changed "
                              "(e.g. default-gc:GC_GEN0_THRESHOLD=0); repeatable")
@@ -210,6 +214,9 @@ def main(argv=None) -> None:
     if args.fastapi_native:
         variants.append(Variant("fastapi-native", otel_on | {"HITL_HTTP_INSTRUMENTATION": "fastapi"},
                                 fresh_postgres_database(args.database_url), workdir))
+    if args.otel_defaults:
+        variants.append(Variant("otel-defaults", otel_on, fresh_postgres_database(args.database_url), workdir,
+                                module="benchmarks.otel_defaults"))
     for spec in args.variant:
         name, _, assignments = spec.partition(":")
         overrides = dict(a.split("=", 1) for a in assignments.split(",") if a)

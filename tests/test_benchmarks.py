@@ -17,10 +17,49 @@ def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypa
 
 def test_overhead_benchmark_runs_side_by_side(capsys, postgres_admin_url):
     overhead.main(["--database-url", postgres_admin_url, "--rounds", "1", "--requests", "10", "--block", "5",
-                   "--variant", "default-gc:GC_GEN0_THRESHOLD=0"])
+                   "--variant", "default-gc:GC_GEN0_THRESHOLD=0", "--otel-defaults"])
     out = capsys.readouterr().out
     for endpoint in ("list", "get", "decide"):
-        for variant in ("telemetry", "disabled", "default-gc"):
+        for variant in ("telemetry", "disabled", "default-gc", "otel-defaults"):
             assert re.search(rf"\| {endpoint} \| {variant} \| \d+ \|", out), (endpoint, variant, out)
     assert "the process's CPU clock" in out
     assert "| decide | telemetry |" in out.split("median of turns")[1]
+
+
+def test_the_otel_defaults_reference_really_has_the_default_shape(tmp_path, postgres_admin_url):
+    """The `--otel-defaults` reference point is the same service with each instrumentation's
+    defaults: the spans and metrics app/telemetry leaves out are there, exported over OTLP."""
+    import httpx
+
+    from app.auth.models import Role
+    from app.auth.service import create_key
+    from app.config import Settings
+    from app.db import Database
+    from app.migrate import upgrade
+    from tests.support.app_process import AppProcess
+    from tests.support.databases import fresh_postgres_database
+    from tests.support.otlp_sink import OtlpSink
+    from tests.support.polling import wait_for
+
+    url = fresh_postgres_database(postgres_admin_url)
+    upgrade(url)
+    db = Database(Settings(DATABASE_URL=url))
+    with db.sessionmaker() as session:
+        token = create_key(session=session, name="bench-viewer", role=Role.viewer)[1]
+    db.engine.dispose()
+    sink = OtlpSink()
+    proc = AppProcess(env={"DATABASE_URL": url, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+                           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                           "OTEL_SERVICE_NAME": "hitl-review"},
+                      log_path=tmp_path / "app.log", module="benchmarks.otel_defaults")
+    try:
+        assert httpx.get(proc.url + "/api/v1/reviews", headers={"X-API-Key": token}).status_code == 200
+    finally:
+        proc.stop()  # flushes the batch processors
+    try:
+        wait_for("the metrics", lambda: "http.server.duration" in sink.metrics, timeout=10)
+        names = {s.name for s in sink.spans}
+        assert {"GET /api/v1/reviews", "GET /api/v1/reviews http send", "connect"} <= names, names
+        assert "db.client.connections.usage" in sink.metrics
+    finally:
+        sink.stop()

@@ -22,7 +22,8 @@ def free_port() -> int:
 
 
 class AppProcess:
-    def __init__(self, *, env: dict[str, str], log_path: Path):
+    def __init__(self, *, env: dict[str, str], log_path: Path, module: str = "app"):
+        """`module`: what `python -m` runs (`serve` is added for the service itself)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -31,7 +32,7 @@ class AppProcess:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
+            [sys.executable, "-m", module, *(["serve"] if module == "app" else [])],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
