@@ -221,9 +221,14 @@ def test_concurrent_decisions_on_one_review_exactly_one_wins(as_role, app):
 
 
 @pytest.mark.parametrize("kind", ["approve", "modify", "escalate"])
-def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_role, app, backend, kind):
-    """No code host: the skipped action is stored with the decision (no second write); on
-    PostgreSQL the claim and the insert are one statement. What is stored is what was returned."""
+def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_role, app, backend, kind,
+                                                                              monkeypatch):
+    """No code host: the skipped action is stored with the decision (no second write) and shown
+    by an action span; on PostgreSQL the claim and the insert are one statement. What is stored
+    is what was returned."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from sqlalchemy import event
 
     from app.reviews import service
@@ -231,6 +236,11 @@ def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_
     from app.reviews.schemas import DecisionCreate
 
     review = submit(as_role, severity="high", wargame_verdict="partial")
+    spans = InMemorySpanExporter()
+    monkeypatch.delenv("OTEL_SDK_DISABLED")  # the suite's in-process apps run without the SDK
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(service, "tracer", provider.get_tracer("test"))
     statements: list[str] = []
 
     def record(conn, cursor, statement, *args):
@@ -247,6 +257,9 @@ def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_
     assert statements == (["WITH"] if backend["name"] == "postgresql" else ["UPDATE", "INSERT"])
     assert (decision.action_status, decision.action_attempts, decision.action_error) == (
         "skipped", 1, "no code host configured")
+    [span] = spans.get_finished_spans()
+    assert span.name == f"action {decision.action}"
+    assert dict(span.attributes) == {"hitl.action": decision.action, "hitl.action.outcome": "skipped"}
     assert (decision.cve_id, decision.severity.value, decision.wargame_verdict.value) == (
         review["cve_id"], "high", "partial")
     stored = as_role("viewer").get(f"/api/v1/decisions/{decision.id}").json()
