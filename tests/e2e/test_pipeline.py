@@ -113,7 +113,8 @@ def test_the_decision_path_is_one_trace(native_stack, traffic):
             tags = span_tags(span)
             if span["operationName"] == f"POST {DECISIONS}" and tags.get("span.kind") == "server":
                 kinds.add("server")
-            if tags.get("db.system.name") == "postgresql" and str(span["operationName"]).startswith("INSERT"):
+            # On PostgreSQL the claim and the insert are one `WITH … INSERT INTO decisions …` statement.
+            if tags.get("db.system.name") == "postgresql" and "INSERT INTO decisions" in str(tags.get("db.query.text")):
                 kinds.add("database insert")
             if tags.get("db.system.name") == "redis":
                 kinds.add("cache")
