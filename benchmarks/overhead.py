@@ -31,11 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth.models import Role  # noqa: E402
-from app.auth.service import create_key  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db import Database  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from tests.support.databases import fresh_postgres_database  # noqa: E402
+from tests.support.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
 from tests.support.app_process import AppProcess  # noqa: E402
 from tests.support.factories import decision_body, review_body  # noqa: E402
 
@@ -114,12 +110,9 @@ class Variant:
     def __init__(self, name: str, env: dict, database_url: str, workdir: Path, module: str = "app"):
         self.name = name
         self.env = env
-        upgrade(database_url)
-        db = Database(Settings(DATABASE_URL=database_url))
-        with db.sessionmaker() as session:
-            self.pipeline = {"X-API-Key": create_key(session=session, name="bench-pipeline", role=Role.pipeline)[1]}
-            self.reviewer = {"X-API-Key": create_key(session=session, name="bench-reviewer", role=Role.reviewer)[1]}
-        db.engine.dispose()
+        keys = migrated_with_keys(database_url, {"bench-pipeline": Role.pipeline, "bench-reviewer": Role.reviewer})
+        self.pipeline = {"X-API-Key": keys["bench-pipeline"]}
+        self.reviewer = {"X-API-Key": keys["bench-reviewer"]}
         self.app = AppProcess(
             env={"DATABASE_URL": database_url, "ACTION_RETRY_ENABLED": "false", **env},
             log_path=workdir / f"{name}.log",

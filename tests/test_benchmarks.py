@@ -32,21 +32,13 @@ def test_the_otel_defaults_reference_really_has_the_default_shape(tmp_path, post
     import httpx
 
     from app.auth.models import Role
-    from app.auth.service import create_key
-    from app.config import Settings
-    from app.db import Database
-    from app.migrate import upgrade
     from tests.support.app_process import AppProcess
-    from tests.support.databases import fresh_postgres_database
+    from tests.support.databases import fresh_postgres_database, migrated_with_keys
     from tests.support.otlp_sink import OtlpSink
     from tests.support.polling import wait_for
 
     url = fresh_postgres_database(postgres_admin_url)
-    upgrade(url)
-    db = Database(Settings(DATABASE_URL=url))
-    with db.sessionmaker() as session:
-        token = create_key(session=session, name="bench-viewer", role=Role.viewer)[1]
-    db.engine.dispose()
+    token = migrated_with_keys(url, {"bench-viewer": Role.viewer})["bench-viewer"]
     sink = OtlpSink()
     proc = AppProcess(env={"DATABASE_URL": url, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
                            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_METRIC_EXPORT_INTERVAL": "500",

@@ -6,11 +6,8 @@ import sys
 from pathlib import Path
 
 from app.auth.models import Role
-from app.auth.service import create_key
-from app.config import Settings
-from app.db import Database
-from app.migrate import upgrade
 from tests.support.app_process import AppProcess
+from tests.support.databases import migrated_with_keys
 from tests.support.otlp_sink import OtlpSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,12 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_simulator_traffic_spans_two_services(tmp_path):
     url = f"sqlite:///{tmp_path / 'hitl.db'}"
-    upgrade(url)
-    db = Database(Settings(DATABASE_URL=url))
-    with db.sessionmaker() as session:
-        _, pipeline = create_key(session=session, name="sim-pipeline", role=Role.pipeline)
-        _, reviewer = create_key(session=session, name="sim-reviewer", role=Role.reviewer)
-    db.engine.dispose()
+    keys = migrated_with_keys(url, {"sim-pipeline": Role.pipeline, "sim-reviewer": Role.reviewer})
+    pipeline, reviewer = keys["sim-pipeline"], keys["sim-reviewer"]
     sink = OtlpSink()
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     app = AppProcess(env={"DATABASE_URL": url, "OTEL_SERVICE_NAME": "hitl-review", **otel}, log_path=tmp_path / "app.log")

@@ -8,11 +8,8 @@ import httpx
 import pytest
 
 from app.auth.models import Role
-from app.auth.service import create_key
-from app.config import Settings
-from app.db import Database
-from app.migrate import upgrade
 from tests.support.app_process import AppProcess, free_port
+from tests.support.databases import migrated_with_keys
 from tests.support.factories import review_body
 from tests.support.otlp_sink import OtlpSink
 from tests.support.polling import wait_for
@@ -23,12 +20,8 @@ MIB = 1024 * 1024
 @pytest.fixture
 def app_without_collector(tmp_path):
     url = f"sqlite:///{tmp_path / 'hitl.db'}"
-    upgrade(url)
-    db = Database(Settings(DATABASE_URL=url))
-    with db.sessionmaker() as session:
-        _, pipeline = create_key(session=session, name="p", role=Role.pipeline)
-        _, viewer = create_key(session=session, name="v", role=Role.viewer)
-    db.engine.dispose()
+    keys = migrated_with_keys(url, {"p": Role.pipeline, "v": Role.viewer})
+    pipeline, viewer = keys["p"], keys["v"]
     port = free_port()  # nothing listens here (yet)
     app = AppProcess(
         env={

@@ -12,11 +12,7 @@ import pytest
 import yaml
 
 from app.auth.models import Role
-from app.auth.service import create_key
-from app.config import Settings
-from app.db import Database
-from app.migrate import upgrade
-from tests.support.databases import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database, migrated_with_keys
 from tests.support.app_process import AppProcess, free_port
 from tests.support.code_host import CodeHostServer
 from tests.support.factories import decision_body, review_body
@@ -43,11 +39,8 @@ def run(tmp_path_factory, request):
     )
     admin = request.getfixturevalue("postgres_admin_url")
     database_url = fresh_postgres_database(admin)
-    upgrade(database_url)
-    db = Database(Settings(DATABASE_URL=database_url))
-    with db.sessionmaker() as session:
-        keys = {r.value: create_key(session=session, name=f"contract-{r.value}", role=r)[1] for r in Role}
-    db.engine.dispose()
+    tokens = migrated_with_keys(database_url, {f"contract-{r.value}": r for r in Role})
+    keys = {r.value: tokens[f"contract-{r.value}"] for r in Role}
     app = AppProcess(
         env={
             "DATABASE_URL": database_url,

@@ -7,12 +7,8 @@ import uuid
 import httpx
 
 from app.auth.models import Role
-from app.auth.service import create_key
-from app.config import Settings
-from app.db import Database
-from app.migrate import upgrade
 from tests.support.app_process import AppProcess
-from tests.support.databases import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database, migrated_with_keys
 from tests.support.otlp_sink import OtlpSink
 from tests.support.polling import wait_for
 
@@ -22,11 +18,7 @@ SERVER = 2
 def test_fastapi_native_server_spans(tmp_path, postgres_admin_url):
     sink = OtlpSink()
     database_url = fresh_postgres_database(postgres_admin_url)
-    upgrade(database_url)
-    db = Database(Settings(DATABASE_URL=database_url))
-    with db.sessionmaker() as session:
-        key = create_key(session=session, name="native-viewer", role=Role.viewer)[1]
-    db.engine.dispose()
+    key = migrated_with_keys(database_url, {"native-viewer": Role.viewer})["native-viewer"]
     app = AppProcess(env={
         "DATABASE_URL": database_url,
         "OTEL_SERVICE_NAME": "hitl-review",
