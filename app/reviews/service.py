@@ -141,32 +141,29 @@ def decide(
         "created_at": now,
     }
     params = {"review_id": review_id, "now": now}
-    if session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
         params |= {f"d_{name}": value for name, value in values.items()}
         row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
         if row is None:
             raise _refusal(session, review_id, data.decision)
         pr_number, apv_code, *snapshot, latency = row
-        decision = Decision(
-            **values, review_id=review_id, **dict(zip(SNAPSHOT, snapshot, strict=True)),
-            decision_latency_seconds=latency, action_next_attempt_at=None,
-        )
-        make_transient_to_detached(decision)  # the row exists: later changes are UPDATEs
-        session.add(decision)
+        snapshot = dict(zip(SNAPSHOT, snapshot, strict=True))
     else:
         review = session.scalars(
-            _claim(data.decision).returning(Review), params, execution_options={"synchronize_session": False}
+            _claim_returning_review(data.decision), params, execution_options={"synchronize_session": False}
         ).one_or_none()
         if review is None:
             raise _refusal(session, review_id, data.decision)
-        decision = Decision(
-            **values,
-            review_id=review_id,
-            **{column: getattr(review, column) for column in SNAPSHOT},
-            decision_latency_seconds=max(0.0, (now - review.created_at).total_seconds()),
-        )
-        session.add(decision)
         pr_number, apv_code = review.pr_number, review.apv_code
+        snapshot = {column: getattr(review, column) for column in SNAPSHOT}
+        latency = max(0.0, (now - review.created_at).total_seconds())
+    decision = Decision(
+        **values, review_id=review_id, **snapshot, decision_latency_seconds=latency, action_next_attempt_at=None
+    )
+    if postgresql:
+        make_transient_to_detached(decision)  # its row exists already: later changes are UPDATEs
+    session.add(decision)
     session.commit()
 
     attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": decision.severity.value}
@@ -211,6 +208,12 @@ def _claim(kind: DecisionKind):
     if kind is DecisionKind.escalate:
         return claim.values(status=ReviewStatus.escalated, updated_at=now)
     return claim.values(status=ReviewStatus.decided, decided_at=now, updated_at=now)
+
+
+@functools.cache
+def _claim_returning_review(kind: DecisionKind):
+    """SQLite (no data-modifying CTEs): the claim, returning the claimed review."""
+    return _claim(kind).returning(Review)
 
 
 @functools.cache
