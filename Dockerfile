@@ -1,7 +1,11 @@
-# syntax=docker/dockerfile:1
 # Image of the HITL review service (`python -m app`), also used for its one-shot jobs
 # (`python -m app migrate`, `python -m app create-key`) and for the simulator
 # (`python -m simulator`).
+#
+# No `# syntax=` line: the engine's built-in Dockerfile frontend (Docker Engine >= 20.10) has
+# everything used here (multi-stage, RUN --mount=type=cache, COPY --chown), and a syntax line
+# makes BuildKit fetch the frontend image from Docker Hub first, which fails on a machine with
+# only a private or no registry.
 #
 # Two stages: the first builds a virtualenv with the project and its pinned dependencies (from
 # pyproject.toml), the second is a fresh slim Python with only that virtualenv, running as an

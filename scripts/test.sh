@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README): installs the Python dependencies into a virtualenv cached outside
 # the checkout (keyed by pyproject.toml), builds the native stack's pinned binaries (cached
-# outside the checkout), starts a throwaway PostgreSQL and Redis, runs pytest with any arguments
-# given (the end-to-end tests start their own native stack), and stops them again. Needs
-# python3.11, Go, and Debian's postgresql and redis-server packages (.ci/run installs them).
+# outside the checkout), starts the project's Docker engine and builds the Compose CLI and the
+# image twins for the compose tests, starts a throwaway PostgreSQL and Redis, runs pytest with
+# any arguments given (the end-to-end tests start their own native stack and compose stack), and
+# stops them again. Needs root (dockerd), python3.11, Go, and Debian's postgresql and
+# redis-server packages (.ci/run installs them; docker.io is installed here if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +16,18 @@ cd "$(dirname "$0")/.."
 echo "== building the native stack's binaries (cached in ${HITL_STACK_CACHE:-~/.cache/hitl-stack})" >&2
 bash stack/build.sh
 
+# The compose tests run compose.yaml on a Docker engine of the project's own (Debian's docker.io,
+# installed if missing), with the pinned Compose CLI and local twins of the images no registry
+# here serves (tests/compose/twins). All cached outside the checkout; first run: see README.
+echo "== starting the Docker engine (scripts/docker-engine.sh)" >&2
+eval "$(bash scripts/docker-engine.sh start)"
+echo "== building the Compose CLI and the image twins (cached)" >&2
+bash stack/build.sh compose
+bash tests/compose/twins/build.sh
+
 echo "== starting PostgreSQL and Redis for the tests" >&2
 eval "$(bash scripts/test-services.sh start)"
-trap 'bash scripts/test-services.sh stop' EXIT
+trap 'bash scripts/test-services.sh stop; bash scripts/docker-engine.sh stop' EXIT
 
 set +e
 "$venv/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -13,6 +13,7 @@
 # Targets: otelcol-hitl jaeger prometheus alertmanager victoria-logs sloth
 #          composecheck (only when named: the compose.yaml validator of tests/compose, not part
 #          of the running stack)
+#          compose (only when named: the docker-compose CLI the tests/compose tests run)
 #
 # How each one is built (found by trying; see the comments at each target):
 #   otelcol-hitl   OpenTelemetry Collector Builder with otel-collector/builder-config.yaml
@@ -22,6 +23,7 @@
 #   victoria-logs  go install
 #   sloth          go install
 #   composecheck   go build of tools/composecheck (compose-spec/compose-go pinned in its go.mod)
+#   compose        wrapper module tools/compose (upstream go.mod has exclude lines)
 #
 # Environment: HITL_STACK_CACHE (cache root), HITL_STACK_BUILD_JOBS (parallel builds, default 2
 # for two cores; measured: a cold build of all six took 709 s with the module cache filled, and
@@ -52,7 +54,7 @@ LDFLAGS_BASE="-s -w"
 # Longest builds first, so two parallel slots finish close together.
 ALL_TARGETS=(otelcol-hitl jaeger prometheus alertmanager victoria-logs sloth)
 # Built only when named on the command line (or with --paths composecheck).
-EXTRA_TARGETS=(composecheck)
+EXTRA_TARGETS=(composecheck compose)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -69,6 +71,11 @@ composecheck_version() {
   echo "${v:-unknown}-$(cat "$COMPOSECHECK_DIR/go.mod" "$COMPOSECHECK_DIR/go.sum" "$COMPOSECHECK_DIR"/*.go | sha256sum | cut -c1-8)"
 }
 
+# compose: a hash of the wrapper's go.mod and go.sum, so a re-tidied wrapper (same compose
+# version, different dependency set) gives a new cache directory.
+COMPOSE_DIR=$REPO_ROOT/tools/compose
+compose_hash() { cat "$COMPOSE_DIR/go.mod" "$COMPOSE_DIR/go.sum" | sha256sum | cut -c1-8; }
+
 # target -> "<dir-name> <binary> [<binary>...]"
 target_spec() {
   case $1 in
@@ -79,6 +86,7 @@ target_spec() {
     victoria-logs) echo "victoria-logs-$VICTORIALOGS_VERSION victoria-logs" ;;
     sloth)         echo "sloth-$SLOTH_VERSION sloth" ;;
     composecheck)  echo "composecheck-$(composecheck_version) composecheck" ;;
+    compose)       echo "compose-$COMPOSE_VERSION-$(compose_hash) docker-compose" ;;
     *) log "unknown target: $1 (known: ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]})"; return 2 ;;
   esac
 }
@@ -196,6 +204,21 @@ build_sloth() {
 build_composecheck() {
   local out=$1
   (cd "$COMPOSECHECK_DIR" && go build -mod=readonly -ldflags "$LDFLAGS_BASE" -o "$out/composecheck" .)
+}
+
+build_compose() {
+  # Compose's go.mod has `exclude` lines (go-spew, go-difflib), so `go install ...@version`
+  # refuses it; the wrapper module requires it and copies that exclude block.
+  local out=$1 pinned
+  pinned=$(cd "$COMPOSE_DIR" && go list -m -f '{{.Version}}' github.com/docker/compose/v2)
+  if [[ $pinned != "v$COMPOSE_VERSION" ]]; then
+    echo "tools/compose requires compose $pinned but versions.env pins v$COMPOSE_VERSION"; return 1
+  fi
+  # `docker-compose version` prints this variable (upstream's Makefile sets it the same way;
+  # without it the binary reports "dev").
+  (cd "$COMPOSE_DIR" && go build -mod=readonly -o "$out/docker-compose" \
+    -ldflags "$LDFLAGS_BASE -X github.com/docker/compose/v2/internal.Version=v$COMPOSE_VERSION" \
+    github.com/docker/compose/v2/cmd)
 }
 
 # ---- driver ---------------------------------------------------------------------------------

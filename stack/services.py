@@ -159,7 +159,7 @@ def render_alertmanager_config(source: str, opts: Options, secrets_dir: Path) ->
     return text
 
 
-def render_prometheus_config(source: str, opts: Options) -> str:
+def render_prometheus_config(source: str, opts: Options, *, native_targets: bool = True) -> str:
     """prometheus.yml for localhost: replace compose targets and set the intervals.
 
     Rules, applied line by line: a quoted "host:port" known to prometheus_targets() is replaced;
@@ -167,10 +167,11 @@ def render_prometheus_config(source: str, opts: Options) -> str:
     the exporter job gets a scrape_interval of at most half the span-metrics flush interval,
     because each exemplar is exposed for one flush interval only. Any compose host left over is
     an error (a target added to the file but not to prometheus_targets()).
+    native_targets=False keeps the compose targets (the compose tests' copy, intervals only).
     """
     scrape = parse_duration(opts.scrape_interval)
     exporter_interval = format_ms(min(scrape, parse_duration(opts.flush_interval) / 2))
-    targets = prometheus_targets(opts.port_offset)
+    targets = prometheus_targets(opts.port_offset) if native_targets else {}
     out: list[str] = []
     section = None
     job = None
@@ -194,9 +195,32 @@ def render_prometheus_config(source: str, opts: Options) -> str:
             out.append(f"    scrape_interval: {exporter_interval}")
     text = "\n".join(out) + "\n"
     leftover = [h for h in COMPOSE_HOSTS if re.search(rf'"{h}:\d+"', text)]
-    if leftover:
+    if native_targets and leftover:
         raise ValueError(f"prometheus.yml has targets the native stack does not map: {leftover}")
     return text
+
+
+def render_prometheus_dir(target_dir: Path, opts: Options, *, native_targets: bool = True) -> None:
+    """prometheus.yml (render_prometheus_config) and the rules/ it loads into target_dir.
+
+    rule_files are relative to the config file: rules/ is the repository's rules, or with
+    fast_alerts a copy whose `for` durations are capped."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
+    (target_dir / "prometheus.yml").write_text(render_prometheus_config(source, opts, native_targets=native_targets))
+    rules = target_dir / "rules"
+    if rules.is_symlink() or rules.is_file():
+        rules.unlink()
+    elif rules.exists():
+        shutil.rmtree(rules)
+    if native_targets and not opts.fast_alerts:
+        rules.symlink_to(REPO_ROOT / "prometheus" / "rules", target_is_directory=True)
+        return
+    # A copy (a symlink would not resolve inside a container the folder is mounted into).
+    rules.mkdir()
+    for source_file in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
+        text = source_file.read_text()
+        (rules / source_file.name).write_text(cap_durations(text, "for", FAST_ALERT_FOR) if opts.fast_alerts else text)
 
 
 @dataclass
@@ -389,6 +413,7 @@ class Stack:
             "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{self.ports['jaeger_health']}",
             "JAEGER_TELEMETRY_HOST": HOST,
             "JAEGER_METRICS_PORT": str(self.ports["jaeger_metrics"]),
+            "JAEGER_BADGER_DIR": str(self.data / "jaeger"),
         }
         prom_cfg = self.config / "prometheus" / "prometheus.yml"
         services = [
@@ -491,23 +516,7 @@ class Stack:
         return services
 
     def render_prometheus(self) -> None:
-        target_dir = self.config / "prometheus"
-        target_dir.mkdir(parents=True, exist_ok=True)
-        source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
-        (target_dir / "prometheus.yml").write_text(render_prometheus_config(source, self.opts))
-        # rule_files are relative to the config file: rules/ is the repository's rules, or with
-        # fast_alerts a copy whose `for` durations are capped.
-        rules = target_dir / "rules"
-        if rules.is_symlink() or rules.is_file():
-            rules.unlink()
-        elif rules.exists():
-            shutil.rmtree(rules)
-        if not self.opts.fast_alerts:
-            rules.symlink_to(REPO_ROOT / "prometheus" / "rules", target_is_directory=True)
-            return
-        rules.mkdir()
-        for source_file in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
-            (rules / source_file.name).write_text(cap_durations(source_file.read_text(), "for", FAST_ALERT_FOR))
+        render_prometheus_dir(self.config / "prometheus", self.opts)
 
     def render_alertmanager(self) -> None:
         """The config with its secret files in the run dir. Development values are written when a

@@ -137,3 +137,29 @@ def test_docker_build_context_of_the_app_leaves_secrets_and_local_files_out():
     assert patterns[0] == "*"
     allowed = [p[1:] for p in patterns if p.startswith("!")]
     assert allowed and all(not p.startswith((".env", "var", "tests", ".git")) for p in allowed), allowed
+
+
+def test_no_read_only_service_gets_an_environment_sourced_secret(model, services):
+    # Compose writes such a secret into the container before it starts; with read_only it stops
+    # (>= 2.33.1: "cannot create secret ... in read-only service"; older: the engine refuses).
+    # The real engine run (tests/e2e on the compose stack) is the proof; this says why at once.
+    from_environment = {name for name, s in model["secrets"].items() if "environment" in s}
+    for name, service in services.items():
+        used = {s["source"] for s in service.get("secrets", [])} & from_environment
+        assert not (used and service.get("read_only")), f"{name} is read_only and gets {used}"
+
+
+def test_every_secret_file_has_an_explicit_mode_every_image_user_can_read(services):
+    # Compose 2.34.0 wrote environment-sourced secrets 0440 root:root (docker/compose#12658):
+    # unreadable by the non-root users of these images. 0444 root-owned on every use instead,
+    # and no uid/gid: with one set, Docker Engine 20.10 gives the file to the container's USER,
+    # looked up on the host, which fails for a numeric user (compose.stack.yaml says more).
+    checked = 0
+    for name, service in services.items():
+        for secret in service.get("secrets", []):
+            checked += 1
+            where = f"{name}: secret {secret['source']}"
+            mode = secret.get("mode")  # compose-go writes a FileMode as an octal string
+            assert mode is not None and int(str(mode), 8) == 0o444, f"{where} has mode {mode!r}, not 0444"
+            assert "uid" not in secret and "gid" not in secret, f"{where} sets an owner"
+    assert checked >= 9

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def pytest_collection_modifyitems(items):
 
 @dataclass
 class NativeStack:
+    kind = "native"
     run_dir: Path
     env: dict[str, str]
     prometheus_url: str
@@ -53,6 +55,15 @@ class NativeStack:
     database_url: str
     redis_url: str
 
+    @property
+    def collector_otlp_auth_http(self) -> str:
+        return f"http://{HOST}:{ports(TEST_PORT_OFFSET)['otlp_auth_http']}"
+
+    @property
+    def ingest_token(self) -> str:
+        """The first token of the collector's ingest token file (written by `stack up`)."""
+        return (self.run_dir / "config" / "otelcol-ingest-tokens").read_text().split()[0]
+
     def stack_command(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "stack", *args], env=self.env, cwd=REPO,
                               capture_output=True, text=True, timeout=timeout)
@@ -62,20 +73,67 @@ class NativeStack:
         return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
 
 
+# The same suite runs against each stack: the native one, and the project's compose.yaml on a
+# real Docker engine (tests/support/compose_stack.py; the differences are listed in
+# tests/compose/compose.test.yaml). Tests are grouped by stack, one stack up at a time.
+STACKS = ("native", "compose")
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def stack_kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def alert_sink() -> AlertSink:
+def docker_env(stack_kind) -> dict[str, str] | None:
+    """The environment that reaches the project's Docker engine (compose stack only)."""
+    if stack_kind != "compose":
+        return None
+    from tests.support.compose_stack import engine_env
+
+    return engine_env()
+
+
+@pytest.fixture(scope="session")
+def sink_host(docker_env) -> str:
+    """Where the stand-ins for external services listen: loopback for the native stack; for
+    compose the host's address on Docker's bridge, the one address of this machine the
+    containers reach (`host-gateway`)."""
+    if docker_env is None:
+        return HOST
+    from tests.support.compose_stack import bridge_gateway
+
+    return bridge_gateway(docker_env)
+
+
+@pytest.fixture(scope="session")
+def alert_sink(sink_host) -> AlertSink:
     """Where the stack's Alertmanager sends PagerDuty, Slack and heartbeat notifications."""
-    sink = AlertSink()
+    sink = AlertSink(sink_host)
     yield sink
     sink.close()
 
 
 @pytest.fixture(scope="session")
-def smtp_sink() -> SmtpSink:
+def smtp_sink(sink_host) -> SmtpSink:
     """Where the stack's Alertmanager sends its e-mails (info alerts)."""
-    sink = SmtpSink()
+    sink = SmtpSink(sink_host)
     yield sink
     sink.close()
+
+
+@pytest.fixture(scope="session")
+def code_host(sink_host) -> CodeHostServer:
+    """The code host the app acts on; refuses the first two actions (retried, then succeed)."""
+    server = CodeHostServer(fail_next=2, host=sink_host)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_kind, request):
+    """The stack under test (NativeStack or ComposeStack): the same URLs either way."""
+    return request.getfixturevalue(f"{stack_kind}_stack")
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +170,26 @@ def native_stack(alert_sink: AlertSink, smtp_sink: SmtpSink) -> NativeStack:
     assert down.returncode == 0, down.stderr
 
 
+@pytest.fixture(scope="session")
+def compose_stack(docker_env, alert_sink: AlertSink, smtp_sink: SmtpSink, code_host: CodeHostServer,
+                  tmp_path_factory):
+    """compose.yaml on the project's engine: images built with `docker compose build`, every
+    service but Grafana and the simulator up with `docker compose up --wait`; at the end
+    `docker compose down --volumes`, which must leave none of the project's volumes."""
+    from tests.support.compose_stack import bring_up
+
+    stack = bring_up(docker_env, tmp_path_factory.mktemp("compose"), alert_sink=alert_sink.url,
+                     smtp=smtp_sink.address, code_host=code_host.url, flush_interval=FLUSH_INTERVAL,
+                     rule_eval_interval=RULE_EVAL_INTERVAL)
+    yield stack
+    stack.down(volumes=True)
+    assert not stack.volumes(), f"down --volumes left {stack.volumes()}"
+
+
 @dataclass
 class LiveApp:
     url: str
-    process: AppProcess
+    process: AppProcess | None  # None: the compose stack's app container
     code_host: CodeHostServer
     keys: dict[str, str]  # role -> API key
     env: dict[str, str]  # what the process was started with (a second one can reuse it)
@@ -132,16 +206,24 @@ def create_key(env: dict[str, str], role: str) -> str:
     return done.stdout.split()[0]
 
 
+ROLES = ("pipeline", "reviewer", "viewer", "admin")
+
+
 @pytest.fixture(scope="session")
-def live_app(native_stack: NativeStack, tmp_path_factory) -> LiveApp:
-    """The review service as a process, exporting to the stack's collector."""
-    code_host = CodeHostServer(fail_next=2)
+def live_app(stack, code_host: CodeHostServer, tmp_path_factory) -> LiveApp:
+    """The review service: a process exporting to the native stack's collector, or the compose
+    stack's app container (keys made inside it, with `docker compose exec`)."""
+    if stack.kind == "compose":
+        keys = {role: stack.exec("app", "env", "OTEL_SDK_DISABLED=true", "python", "-m", "app", "create-key",
+                                 f"e2e-{role}", role).split()[0] for role in ROLES}
+        yield LiveApp(url=stack.app_url, process=None, code_host=code_host, keys=keys, env={})
+        return
     env = {
         "APP_ENV": "test",
-        "DATABASE_URL": native_stack.database_url,
-        "REDIS_URL": native_stack.redis_url,
+        "DATABASE_URL": stack.database_url,
+        "REDIS_URL": stack.redis_url,
         "OTEL_SERVICE_NAME": "hitl-review",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": native_stack.collector_otlp_grpc,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.collector_otlp_grpc,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=e2e",
         # Quick export so the tests wait seconds, not the SDK's default minute.
@@ -157,10 +239,9 @@ def live_app(native_stack: NativeStack, tmp_path_factory) -> LiveApp:
     log_dir = tmp_path_factory.mktemp("e2e-app")
     app = AppProcess(env=env, log_path=log_dir / "app.log")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | env | {"OTEL_SDK_DISABLED": "true"}
-    keys = {role: create_key(full_env, role) for role in ("pipeline", "reviewer", "viewer", "admin")}
+    keys = {role: create_key(full_env, role) for role in ROLES}
     yield LiveApp(url=app.url, process=app, code_host=code_host, keys=keys, env=env)
     app.stop()
-    code_host.close()
 
 
 RED_CALLS = ('sum by (http_request_method, http_route, http_response_status_code) '
@@ -211,7 +292,7 @@ class TrafficResult:
 
 
 @pytest.fixture(scope="session")
-def traffic(native_stack: NativeStack, live_app: LiveApp) -> TrafficResult:
+def traffic(stack, live_app: LiveApp) -> TrafficResult:
     """Drives the known traffic once, then waits (with a deadline) until Prometheus shows it.
 
     The observations are taken here, before any other test adds traffic of its own, and the
@@ -227,9 +308,9 @@ def traffic(native_stack: NativeStack, live_app: LiveApp) -> TrafficResult:
     observed: dict = {"calls": {}, "business": {}}
 
     def settled() -> bool:
-        observed["calls"] = prom_vector(native_stack.prometheus_url, RED_CALLS,
+        observed["calls"] = prom_vector(stack.prometheus_url, RED_CALLS,
                                         "http_request_method", "http_route", "http_response_status_code")
-        observed["business"] = {name: prom_vector(native_stack.prometheus_url, query, *labels)
+        observed["business"] = {name: prom_vector(stack.prometheus_url, query, *labels)
                                 for name, (query, labels, _) in BUSINESS_CHECKS.items()}
         return observed["calls"] == expected_calls and observed["business"] == expected_business
 
@@ -237,6 +318,39 @@ def traffic(native_stack: NativeStack, live_app: LiveApp) -> TrafficResult:
         wait_for("span metrics and business metrics to match the traffic", settled, timeout=90, interval=1)
     except AssertionError:
         pass
-    snapshots = {name: prom_vector(native_stack.prometheus_url, query, *labels)
+    snapshots = {name: prom_vector(stack.prometheus_url, query, *labels)
                  for name, (query, labels) in SNAPSHOTS.items()}
     return TrafficResult(sent, expected_calls, observed["calls"], expected_business, observed["business"], snapshots)
+
+
+@pytest.fixture(scope="session")
+def simulator_edge(stack, live_app: LiveApp, traffic: TrafficResult) -> dict:
+    """The simulator, as the upstream pipeline, sends 20 requests after the counted traffic;
+    returns its hitl-simulator -> hitl-review edge once Jaeger's dependency API shows it.
+
+    Asked with a lookback that starts at the run: Jaeger's Badger store derives dependencies
+    from the newest 100 traces of the lookback only (badger/dependencystore: FindTraces with
+    its default limit), so an hour of other traffic would hide the edge."""
+    from tests.e2e.backends import jaeger_dependencies
+    from tests.support.polling import wait_for
+
+    started = time.time()
+    env = {k: v for k, v in stack.env.items() if not k.startswith("OTEL_")} | {
+        "OTEL_SERVICE_NAME": "hitl-simulator",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.collector_otlp_grpc,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        "SIM_PIPELINE_KEY": live_app.keys["pipeline"],
+        "SIM_REVIEWER_KEY": live_app.keys["reviewer"],
+    }
+    done = subprocess.run([sys.executable, "-m", "simulator", "--url", live_app.url, "--rate", "5",
+                           "--think-time", "0.2", "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def edge():
+        lookback = int(time.time() - started) + 5
+        return [d for d in jaeger_dependencies(stack.jaeger_url, lookback_seconds=lookback)
+                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
+
+    return wait_for("a hitl-simulator -> hitl-review dependency in Jaeger", edge, timeout=120, interval=2)[0]

@@ -11,6 +11,7 @@ them back (by diluting the window with good traffic, as a recovered service does
 
 from __future__ import annotations
 
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -50,7 +51,7 @@ def set_faults(live_app, **faults) -> None:
         assert client.put(FAULTS, json=faults).status_code == 200
 
 
-def delivered(native_stack, alert_sink, what: str, receiver: str, *needles: str, timeout: float = 60):
+def delivered(stack, alert_sink, what: str, receiver: str, *needles: str, timeout: float = 60):
     """Waits for a notification; on failure says what did arrive and what Alertmanager logged."""
     try:
         return wait_for(what, lambda: alert_sink.received(receiver, *needles), timeout=timeout)
@@ -58,22 +59,22 @@ def delivered(native_stack, alert_sink, what: str, receiver: str, *needles: str,
         seen = [(n.receiver, n.body.get("payload", {}).get("summary") or n.body.get("status")) for n in
                 alert_sink.notifications]
         alerts = [(a["metric"]["alertname"], a["metric"]["alertstate"])
-                  for a in prom_query(native_stack.prometheus_url, "ALERTS")]
-        signals = {q: prom_query(native_stack.prometheus_url, q) for q in (
+                  for a in prom_query(stack.prometheus_url, "ALERTS")]
+        signals = {q: prom_query(stack.prometheus_url, q) for q in (
             "service:http_server_request_duration_seconds:p95_rate5m",
             "service:http_server_errors:ratio_rate5m")}
         raise AssertionError(f"{e}\nreceived: {seen}\nalerts: {alerts}\nsignals: {signals}\n"
-                             f"alertmanager log:\n{native_stack.log('alertmanager')[-1500:]}") from None
+                             f"alertmanager log:\n{stack.log('alertmanager')[-1500:]}") from None
 
 
-def test_the_watchdog_reaches_the_heartbeat_receiver_only(native_stack, alert_sink):
+def test_the_watchdog_reaches_the_heartbeat_receiver_only(stack, alert_sink):
     wait_for("the Watchdog heartbeat", lambda: alert_sink.received("heartbeat", "Watchdog"), timeout=60)
     assert not alert_sink.received("pagerduty", "Watchdog")
     assert not alert_sink.received("slack", "Watchdog")
 
 
-def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live_app, alert_sink, traffic):
-    prom = native_stack.prometheus_url
+def test_faults_page_and_warn_on_the_right_routes_and_resolve(stack, live_app, alert_sink, traffic):
+    prom = stack.prometheus_url
     red_alerts = ("HighErrorRate", "ElevatedErrorRate", "HighLatency", "ElevatedLatency")
 
     # A clean start: the earlier tests' faults diluted out of the 5-minute window.
@@ -90,7 +91,7 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live
     assert set(send(live_app, SLOW_REQUESTS, threads=16)) == {200}
     set_faults(live_app)
     wait_for("ElevatedLatency to fire in Prometheus", lambda: firing(prom, "ElevatedLatency"), timeout=90)
-    delivered(native_stack, alert_sink, "ElevatedLatency on the Slack route", "slack", "ElevatedLatency", "FIRING")
+    delivered(stack, alert_sink, "ElevatedLatency on the Slack route", "slack", "ElevatedLatency", "FIRING")
     assert not firing(prom, "HighLatency")
     assert not since_mark("pagerduty", "Latency", '"event_action": "trigger"')
 
@@ -100,7 +101,7 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live
     assert set(send(live_app, ERRORS, threads=2)) == {500}
     set_faults(live_app)
     wait_for("HighErrorRate to fire in Prometheus", lambda: firing(prom, "HighErrorRate"), timeout=90)
-    trigger = delivered(native_stack, alert_sink, "a PagerDuty trigger for HighErrorRate", "pagerduty",
+    trigger = delivered(stack, alert_sink, "a PagerDuty trigger for HighErrorRate", "pagerduty",
                         "HighErrorRate", '"event_action": "trigger"')
     assert "dev-routing-key-not-a-secret" in trigger[-1].text  # the key came from its *_file
     assert "runbooks/HighErrorRate.md" in trigger[-1].text
@@ -111,9 +112,9 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live
 
     # Recovery: good traffic dilutes the 5-minute window below every threshold.
     assert set(send(live_app, RECOVERY_REQUESTS, threads=4)) == {200}
-    delivered(native_stack, alert_sink, "a PagerDuty resolve for HighErrorRate", "pagerduty",
+    delivered(stack, alert_sink, "a PagerDuty resolve for HighErrorRate", "pagerduty",
               "HighErrorRate", '"event_action": "resolve"', timeout=120)
-    delivered(native_stack, alert_sink, "a resolved Slack message for ElevatedLatency", "slack",
+    delivered(stack, alert_sink, "a resolved Slack message for ElevatedLatency", "slack",
               "ElevatedLatency", "RESOLVED", timeout=120)
     # Nothing went to the wrong receiver.
     assert not since_mark("slack", "HighErrorRate")
@@ -121,29 +122,39 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(native_stack, live
     assert not since_mark("pagerduty", "ElevatedErrorRate")
 
 
-def test_a_new_version_is_announced_by_e_mail(native_stack, live_app, smtp_sink, tmp_path):
+def test_a_new_version_is_announced_by_e_mail(stack, live_app, smtp_sink, tmp_path):
     """DeploymentStarted from the real signal: a process of another service.version starts
     reporting next to the running one. Info alerts go to e-mail (and only there)."""
     from tests.support.app_process import AppProcess
 
     version = "0.2.0-e2e"
-    env = live_app.env | {"OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment.name=e2e,service.version={version}"}
-    new = AppProcess(env=env, log_path=tmp_path / "app-new-version.log")
+    attributes = f"deployment.environment.name=e2e,service.version={version}"
+    if live_app.process is None:
+        # compose: a second container of the app service, as a rolling deployment starts one.
+        name = "hitl-test-app-next-version"
+        stack("run", "--detach", "--no-deps", "--name", name, "--env", f"OTEL_RESOURCE_ATTRIBUTES={attributes}", "app")
+
+        def stop():
+            subprocess.run(["docker", "rm", "--force", name], env=stack.env, capture_output=True, timeout=60)
+    else:
+        new = AppProcess(env=live_app.env | {"OTEL_RESOURCE_ATTRIBUTES": attributes},
+                         log_path=tmp_path / "app-new-version.log")
+        stop = new.stop
     try:
         wait_for(f"DeploymentStarted for {version} in Prometheus", lambda: prom_query(
-            native_stack.prometheus_url,
+            stack.prometheus_url,
             f'ALERTS{{alertname="DeploymentStarted", alertstate="firing", service_version="{version}"}}'), timeout=120)
         wait_for(f"an e-mail announcing {version}", lambda: smtp_sink.received("DeploymentStarted", version),
                  timeout=60)
     finally:
-        new.stop()
-    assert not routed_elsewhere(native_stack, "DeploymentStarted")
+        stop()
+    assert not routed_elsewhere(stack, "DeploymentStarted")
 
 
-def routed_elsewhere(native_stack, alertname: str) -> bool:
+def routed_elsewhere(stack, alertname: str) -> bool:
     """Whether Alertmanager routed the alert to any receiver but e-mail."""
     import httpx
 
-    alerts = httpx.get(f"{native_stack.alertmanager_url}/api/v2/alerts",
+    alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts",
                        params={"filter": f'alertname="{alertname}"'}, timeout=10).json()
     return any(a["receivers"][0]["name"] != "email-info" for a in alerts)

@@ -51,9 +51,10 @@ EXEMPLAR_QUERIES = {q.where: q for q in exemplar_queries()}
 
 @pytest.fixture(scope="module", autouse=True)
 def _after_traffic(request):
-    """The queries need data: run after the end-to-end traffic when that fixture exists."""
+    """The queries need data: run after the end-to-end traffic and the simulator's (the service
+    map's edge) when those fixtures exist."""
     try:
-        request.getfixturevalue("traffic")
+        request.getfixturevalue("simulator_edge")
     except pytest.FixtureLookupError:
         pass
 
@@ -154,41 +155,41 @@ def missing_selectors(prometheus_url: str, expr: str) -> list[str]:
 
 
 @pytest.mark.parametrize("where", sorted(PANEL_QUERIES))
-def test_panel_query_returns_data(native_stack, where):
+def test_panel_query_returns_data(stack, where):
     query = {q.where: q for q in panel_queries()}[where]  # rendered now: Jaeger searches end now
-    returns_data(native_stack, query)
+    returns_data(stack, query)
     if query.datasource == PROMETHEUS:
-        missing = missing_selectors(native_stack.prometheus_url, query.text)
+        missing = missing_selectors(stack.prometheus_url, query.text)
         assert not missing, f"{where}: selectors match no series (misspelt, or the traffic never produced them): {missing}"
 
 
 @pytest.mark.parametrize("where", sorted(EXEMPLAR_QUERIES))
-def test_latency_panel_has_exemplars_that_name_their_trace(native_stack, where):
+def test_latency_panel_has_exemplars_that_name_their_trace(stack, where):
     label = _exemplar_trace_id_label()
     query = EXEMPLAR_QUERIES[where]
 
     def exemplars():
-        return [e for e in prom_exemplars(native_stack.prometheus_url, query.text, time.time() - RANGE_SECONDS)
+        return [e for e in prom_exemplars(stack.prometheus_url, query.text, time.time() - RANGE_SECONDS)
                 if e["labels"].get(label)]
 
     wait_for(f"exemplars with a {label} label for {where}: {query.text}", exemplars, timeout=WAIT_SECONDS, interval=2)
 
 
-def test_an_exemplar_leads_to_its_trace_its_logs_and_its_metrics(native_stack):
+def test_an_exemplar_leads_to_its_trace_its_logs_and_its_metrics(stack):
     """The path of docs/observability.md, for a request that writes log records (a POST answered 201)."""
     label = _exemplar_trace_id_label()
     server_posts = ('traces_span_metrics_duration_seconds_bucket{service_name="hitl-review", '
                     'span_kind="SPAN_KIND_SERVER", http_request_method="POST", http_response_status_code="201"}')
 
     def newest_exemplar():
-        found = [e for e in prom_exemplars(native_stack.prometheus_url, server_posts, time.time() - RANGE_SECONDS)
+        found = [e for e in prom_exemplars(stack.prometheus_url, server_posts, time.time() - RANGE_SECONDS)
                  if e["labels"].get(label)]
         return max(found, key=lambda e: e["timestamp"]) if found else None
 
     exemplar = wait_for(f"an exemplar on {server_posts}", newest_exemplar, timeout=WAIT_SECONDS, interval=2)
     trace_id = exemplar["labels"][label]
     trace = wait_for(f"trace {trace_id} (from an exemplar) in Jaeger",
-                     lambda: jaeger_trace(native_stack.jaeger_url, trace_id), timeout=WAIT_SECONDS, interval=1)
+                     lambda: jaeger_trace(stack.jaeger_url, trace_id), timeout=WAIT_SECONDS, interval=1)
     server = next(s for s in trace["spans"] if span_tags(s).get("span.kind") == "server"
                   and s["operationName"] == exemplar["series"]["span_name"])
     process_tags = span_tags(trace["processes"][server["processID"]])
@@ -197,7 +198,7 @@ def test_an_exemplar_leads_to_its_trace_its_logs_and_its_metrics(native_stack):
 
     derived_fields = [f for ds in load_datasources() for f in ds.get("jsonData", {}).get("derivedFields", [])]
     for query in correlation_queries(span):
-        answer = returns_data(native_stack, query)
+        answer = returns_data(stack, query)
         if query.datasource == VICTORIALOGS:
             assert all(record.get("trace_id") == trace_id for record in answer), query
             for field in derived_fields:  # the field a log's link to its trace is read from

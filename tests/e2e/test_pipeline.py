@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
 import httpx
 
-from tests.e2e.backends import (jaeger_dependencies, jaeger_trace, jaeger_traces_json, logs_query,
+from tests.e2e.backends import (jaeger_trace, jaeger_traces_json, logs_query,
                                 prom_exemplars, span_tags)
-from tests.e2e.conftest import REPO
 from tests.e2e.traffic import DECISIONS, REVIEW, REVIEWS, SLOW_REQUESTS, SLOW_SECONDS, STATS
 from tests.support.polling import wait_for
 
@@ -44,9 +41,9 @@ def test_slow_requests_land_above_the_one_second_bucket(traffic):
     assert total - buckets[1.0] == SLOW_REQUESTS, buckets
 
 
-def test_exemplars_resolve_to_the_trace_with_the_server_span_of_their_route(native_stack, traffic):
+def test_exemplars_resolve_to_the_trace_with_the_server_span_of_their_route(stack, traffic):
     def exemplars():
-        found = prom_exemplars(native_stack.prometheus_url,
+        found = prom_exemplars(stack.prometheus_url,
                                'traces_span_metrics_duration_seconds_bucket{service_name="hitl-review", '
                                'span_kind="SPAN_KIND_SERVER", http_route=~"/api/.+"}',
                                start=traffic.traffic.started_at - 5)
@@ -61,7 +58,7 @@ def test_exemplars_resolve_to_the_trace_with_the_server_span_of_their_route(nati
         route, method = exemplar["series"]["http_route"], exemplar["series"]["http_request_method"]
 
         def server_span():
-            trace = jaeger_trace(native_stack.jaeger_url, trace_id)
+            trace = jaeger_trace(stack.jaeger_url, trace_id)
             for span in (trace or {}).get("spans", []):
                 tags = span_tags(span)
                 if (span["spanID"] == exemplar["labels"].get("span_id") and tags.get("span.kind") == "server"
@@ -83,11 +80,11 @@ def test_business_metrics_match_the_traffic(traffic):
     assert not diffs, f"expected vs observed: {diffs}"
 
 
-def test_logs_reach_victorialogs_with_trace_ids_that_resolve(native_stack, traffic):
+def test_logs_reach_victorialogs_with_trace_ids_that_resolve(stack, traffic):
     created = sum(traffic.traffic.created.values())
 
     def submitted_logs():
-        records = logs_query(native_stack.victorialogs_url,
+        records = logs_query(stack.victorialogs_url,
                              'service.name:"hitl-review" AND _msg:"review submitted" AND '
                              'deployment.environment.name:"e2e"')
         return records if len(records) == created else None
@@ -96,15 +93,15 @@ def test_logs_reach_victorialogs_with_trace_ids_that_resolve(native_stack, traff
     for record in records:
         assert len(record.get("trace_id", "")) == 32 and record.get("span_id"), record
         trace = wait_for(f"trace {record['trace_id']} of a log record",
-                         lambda r=record: jaeger_trace(native_stack.jaeger_url, r["trace_id"]), timeout=20)
+                         lambda r=record: jaeger_trace(stack.jaeger_url, r["trace_id"]), timeout=20)
         operations = {span["operationName"] for span in trace["spans"]}
         assert f"POST {REVIEWS}" in operations
         assert record["span_id"] in {span["spanID"] for span in trace["spans"]}
 
 
-def test_the_decision_path_is_one_trace(native_stack, traffic):
+def test_the_decision_path_is_one_trace(stack, traffic):
     """HTTP -> service -> database -> cache invalidation -> action call to the code host."""
-    traces = json.loads(jaeger_traces_json(native_stack.jaeger_url, "hitl-review", operation=f"POST {DECISIONS}",
+    traces = json.loads(jaeger_traces_json(stack.jaeger_url, "hitl-review", operation=f"POST {DECISIONS}",
                                            limit=50))["data"]
 
     def shape(trace: dict) -> set[str]:
@@ -129,37 +126,31 @@ def test_the_decision_path_is_one_trace(native_stack, traffic):
     assert any(s == full for s in shapes), f"no decision trace has all of {full}; seen: {shapes[:5]}"
 
 
-def test_no_credential_or_email_reaches_jaeger_or_victorialogs(native_stack, traffic):
+def test_no_credential_or_email_reaches_jaeger_or_victorialogs(stack, traffic):
     # Everything stored for the run, as raw text: the newest traces of every operation (the
     # alerting tests may have added thousands of one kind) and every log record.
-    operations = httpx.get(f"{native_stack.jaeger_url}/api/services/hitl-review/operations", timeout=10).json()["data"]
+    operations = httpx.get(f"{stack.jaeger_url}/api/services/hitl-review/operations", timeout=10).json()["data"]
     assert f"GET {REVIEWS}" in operations
-    stored = "\n".join(jaeger_traces_json(native_stack.jaeger_url, "hitl-review", operation=op, limit=300)
+    stored = "\n".join(jaeger_traces_json(stack.jaeger_url, "hitl-review", operation=op, limit=300)
                        for op in operations)
-    logs = logs_query(native_stack.victorialogs_url, "*")
+    logs = logs_query(stack.victorialogs_url, "*")
     assert logs
     stored += "\n".join(json.dumps(r) for r in logs)
     leaked = [s[:6] + "..." for s in traffic.traffic.secrets if s in stored]
     assert not leaked, f"found in stored telemetry: {leaked}"
 
 
-def test_the_simulator_and_the_service_form_a_service_graph_edge(native_stack, live_app, traffic):
-    """Runs last in this module: the simulator's traffic is not part of the exact counts."""
-    env = {k: v for k, v in native_stack.env.items()} | {
-        "OTEL_SERVICE_NAME": "hitl-simulator",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": native_stack.collector_otlp_grpc,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-        "SIM_PIPELINE_KEY": live_app.keys["pipeline"],
-        "SIM_REVIEWER_KEY": live_app.keys["reviewer"],
-    }
-    done = subprocess.run([sys.executable, "-m", "simulator", "--url", live_app.url, "--rate", "5",
-                           "--think-time", "0.2", "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_the_authenticated_otlp_receiver_wants_its_bearer_token(stack):
+    # An empty ExportTraceServiceRequest: valid OTLP/HTTP protobuf with no spans.
+    url = f"{stack.collector_otlp_auth_http}/v1/traces"
+    headers = {"Content-Type": "application/x-protobuf"}
+    assert httpx.post(url, content=b"", headers=headers, timeout=10).status_code == 401
+    wrong = headers | {"Authorization": "Bearer not-the-token"}
+    assert httpx.post(url, content=b"", headers=wrong, timeout=10).status_code == 401
+    right = headers | {"Authorization": f"Bearer {stack.ingest_token}"}
+    assert httpx.post(url, content=b"", headers=right, timeout=10).status_code == 200
 
-    def edge():
-        return [d for d in jaeger_dependencies(native_stack.jaeger_url)
-                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
 
-    wait_for("a hitl-simulator -> hitl-review dependency in Jaeger", edge, timeout=60)
+def test_the_simulator_and_the_service_form_a_service_graph_edge(stack, simulator_edge):
+    assert simulator_edge["callCount"] > 0
+    assert (simulator_edge["parent"], simulator_edge["child"]) == ("hitl-simulator", "hitl-review")

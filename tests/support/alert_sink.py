@@ -21,7 +21,10 @@ class Notification:
 
 
 class AlertSink:
-    def __init__(self):
+    """host: the address to listen on (loopback; the compose tests give the Docker bridge's
+    gateway, the host's address that containers reach)."""
+
+    def __init__(self, host: str = "127.0.0.1"):
         self.notifications: list[Notification] = []
         self._lock = threading.Lock()
         sink = self
@@ -45,8 +48,8 @@ class AlertSink:
             def log_message(self, *args):
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self._httpd.server_address[1]}"
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
     def received(self, receiver: str, *needles: str) -> list[Notification]:
@@ -62,7 +65,7 @@ class SmtpSink:
     """A minimal SMTP server standing in for the mail relay: accepts every message (no AUTH, no
     STARTTLS offered) and keeps its raw text."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.messages: list[str] = []
         sink = self
 
@@ -90,8 +93,8 @@ class SmtpSink:
             daemon_threads = True
             allow_reuse_address = True
 
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
+        self._server = Server((host, 0), Handler)
+        self.address = f"{host}:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def received(self, *needles: str) -> list[str]:

@@ -17,6 +17,7 @@ class Call:
 @dataclass
 class CodeHostServer:
     fail_next: int = 0  # answer 502 to this many calls before succeeding
+    host: str = "127.0.0.1"  # listen address (the compose tests: the Docker bridge's gateway)
     calls: list[Call] = field(default_factory=list)
 
     def __post_init__(self):
@@ -41,8 +42,8 @@ class CodeHostServer:
             def log_message(self, *args):
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._httpd = ThreadingHTTPServer((self.host, 0), Handler)
+        self.url = f"http://{self.host}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
