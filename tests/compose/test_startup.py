@@ -60,7 +60,7 @@ def test_the_simulator_gets_its_keys_from_the_init_job_through_a_volume_only_the
 def test_stateful_services_keep_their_data_in_named_volumes(model, services):
     data = {"postgres": "/var/lib/postgresql/data", "prometheus": "/prometheus", "alertmanager": "/alertmanager",
             "grafana": "/var/lib/grafana", "victorialogs": "/victoria-logs-data",
-            "otel-collector": "/var/lib/otelcol/file_storage"}
+            "otel-collector": "/var/lib/otelcol/file_storage", "jaeger": "/tmp"}
     for name, target in data.items():
         volume = next((v for v in services[name].get("volumes", []) if v["target"] == target), None)
         assert volume and volume["type"] == "volume" and volume["source"] in model["volumes"], name

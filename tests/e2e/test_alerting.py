@@ -108,7 +108,8 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(stack, live_app, a
     wait_for("ElevatedErrorRate to fire in Prometheus", lambda: firing(prom, "ElevatedErrorRate"), timeout=60)
     time.sleep(8)  # more than group_wait + group_interval of the fast Alertmanager settings
     assert firing(prom, "HighErrorRate") and firing(prom, "ElevatedErrorRate")
-    assert not since_mark("slack", "ElevatedErrorRate"), "the page did not inhibit the warning"
+    # (A RESOLVED message may still arrive for an episode of the earlier tests' traffic.)
+    assert not since_mark("slack", "ElevatedErrorRate", "FIRING"), "the page did not inhibit the warning"
 
     # Recovery: good traffic dilutes the 5-minute window below every threshold.
     assert set(send(live_app, RECOVERY_REQUESTS, threads=4)) == {200}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 
 import httpx
 
@@ -83,9 +84,13 @@ def test_business_metrics_match_the_traffic(traffic):
 def test_logs_reach_victorialogs_with_trace_ids_that_resolve(stack, traffic):
     created = sum(traffic.traffic.created.values())
 
+    # The traffic's own records: the simulator submits reviews too, later (simulator_edge).
+    window = (f'_time:[{datetime.fromtimestamp(traffic.traffic.started_at - 1, UTC).isoformat()}, '
+              f'{datetime.fromtimestamp(traffic.traffic.finished_at + 1, UTC).isoformat()}]')
+
     def submitted_logs():
         records = logs_query(stack.victorialogs_url,
-                             'service.name:"hitl-review" AND _msg:"review submitted" AND '
+                             f'{window} AND service.name:"hitl-review" AND _msg:"review submitted" AND '
                              'deployment.environment.name:"e2e"')
         return records if len(records) == created else None
 

@@ -17,7 +17,7 @@
 # Each twin carries a label with a hash of its inputs (Dockerfile folder, binaries, versions);
 # one whose label matches is not rebuilt, so a second run takes seconds. The images live in the
 # engine's data root (scripts/docker-engine.sh). The debootstrap tarball is cached under
-# ${HITL_STACK_CACHE:-~/.cache/hitl-stack}/twins/.
+# ${HITL_TWINS_CACHE:-~/.cache/hitl-stack/twins}/.
 #
 # Usage: DOCKER_HOST=... bash tests/compose/twins/build.sh [--print-tags]
 # Needs root (debootstrap), debootstrap (installed if missing), and the native binaries.
@@ -29,7 +29,7 @@ set -a
 # shellcheck source=../../../versions.env
 . "$repo/versions.env"
 set +a
-cache=${HITL_STACK_CACHE:-$HOME/.cache/hitl-stack}/twins
+cache=${HITL_TWINS_CACHE:-${HITL_STACK_CACHE:-$HOME/.cache/hitl-stack}/twins}
 # The machine's CA bundle: what reaches the registries here goes through a TLS-inspecting proxy
 # whose CA only this bundle carries.
 ca_bundle=${HITL_TWIN_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
