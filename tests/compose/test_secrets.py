@@ -17,7 +17,7 @@ from tests.compose.conftest import (
     secret_variables,
 )
 
-EXPECTED_SERVICES = {"app", "app-init", "simulator", "postgres", "redis", "otel-collector", "jaeger",
+EXPECTED_SERVICES = {"config-init", "app", "app-init", "simulator", "postgres", "redis", "otel-collector", "jaeger",
                      "victorialogs", "prometheus", "alertmanager", "grafana"}
 
 # Where a secret may appear in the loaded model, besides compose `secrets:` (files under

@@ -4,7 +4,7 @@ that listens on that port and shares a network with the one that calls it."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
@@ -35,10 +35,36 @@ def bind_mounts(services):
                 yield name, Path(volume["source"]), volume
 
 
+CONFIG_COPIER, CONFIG_VOLUME = "config-init", "hitl-config"
+
+
+def mounted_at(service, volume_name: str) -> str | None:
+    return next((v["target"] for v in service.get("volumes", [])
+                 if v["type"] == "volume" and v["source"] == volume_name), None)
+
+
 def owners(services, path: Path) -> list[str]:
-    """Services that mount `path` (the file itself or a folder above it)."""
-    return sorted({name for name, source, _ in bind_mounts(services)
-                   if path == source or source in path.parents})
+    """Services that read `path`: those that mount it (the file itself or a folder above it),
+    and, for what config-init copies into the hitl-config volume, those that mount the volume
+    and name the copy's location in their command or environment."""
+    found = set()
+    for name, source, volume in bind_mounts(services):
+        if not (path == source or source in path.parents):
+            continue
+        if name != CONFIG_COPIER:
+            found.add(name)
+            continue
+        copier_root = mounted_at(services[CONFIG_COPIER], CONFIG_VOLUME)
+        copied = PurePosixPath(volume["target"]).relative_to("/src")  # where it lands in the volume
+        assert copier_root, "config-init does not mount the hitl-config volume"
+        for reader, service in services.items():
+            root = mounted_at(service, CONFIG_VOLUME)
+            if reader == CONFIG_COPIER or root is None:
+                continue
+            mentions = " ".join([*(service.get("command") or []), *map(str, (service.get("environment") or {}).values())])
+            if f"{root}/{copied}" in mentions or f"{root}/{copied.parts[0]}/" in mentions:
+                found.add(reader)
+    return sorted(found)
 
 
 def listening_ports(service) -> set[int]:
@@ -162,13 +188,17 @@ def file_settings(node):
             yield from file_settings(value)
 
 
-def visible_in_container(service, path: str) -> bool:
-    """Is `path` provided by a secret, a named volume or an existing file of a bind mount?"""
+def visible_in_container(services, name: str, path: str) -> bool:
+    """Is `path` provided by a secret, a named volume or an existing file of a bind mount? In
+    the hitl-config volume: an existing file of what config-init copies there."""
+    service = services[name]
     if path in {s["target"] for s in service.get("secrets", [])}:
         return True
     for volume in service.get("volumes", []):
         target = volume["target"].rstrip("/")
         if path == target or path.startswith(target + "/"):
+            if volume["type"] == "volume" and volume["source"] == CONFIG_VOLUME and name != CONFIG_COPIER:
+                return visible_in_container(services, CONFIG_COPIER, "/src" + path[len(target):])
             if volume["type"] != "bind":
                 return True
             return (Path(volume["source"]) / path[len(target):].lstrip("/")).exists()
@@ -179,14 +209,15 @@ def test_every_file_a_mounted_config_names_is_there_in_the_container(services):
     # e.g. alertmanager.yml's *_file secrets, the collector's bearer token file, Grafana's
     # dashboards folder: each must be a compose secret, a volume or a mounted repository file.
     checked = 0
-    for name, source, _ in bind_mounts(services):
+    for _, source, _ in bind_mounts(services):
         files = [source] if source.is_file() else sorted(source.rglob("*"))
         for path in files:
             if path.suffix not in (".yml", ".yaml"):
                 continue
-            text = resolve_env(path.read_text(), services[name].get("environment") or {})
-            for key, value in file_settings(yaml.safe_load(text)):
-                checked += 1
-                assert visible_in_container(services[name], value), \
-                    f"{path.relative_to(REPO_ROOT)} ({name}): {key}: {value} does not exist in the container"
+            for name in owners(services, path):
+                text = resolve_env(path.read_text(), services[name].get("environment") or {})
+                for key, value in file_settings(yaml.safe_load(text)):
+                    checked += 1
+                    assert visible_in_container(services, name, value), \
+                        f"{path.relative_to(REPO_ROOT)} ({name}): {key}: {value} does not exist in the container"
     assert checked >= 5

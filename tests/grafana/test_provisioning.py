@@ -26,8 +26,11 @@ EXPECTED = {
 # The label the collector's span_metrics connector writes on exemplars (Tempo's generator would
 # write traceID); tests/e2e/test_grafana_queries.py checks it against live exemplars too.
 EXEMPLAR_TRACE_ID_LABEL = "trace_id"
-DASHBOARDS_MOUNT = "/etc/grafana/dashboards"
-PROVISIONING_MOUNT = "/etc/grafana/provisioning"
+# Where compose puts them: config-init copies ./grafana/* to the hitl-config volume, mounted at
+# /etc/hitl (compose.stack.yaml).
+DASHBOARDS_MOUNT = "/etc/hitl/grafana/dashboards"
+PROVISIONING_MOUNT = "/etc/hitl/grafana/provisioning"
+CONFIG_MOUNT = "/etc/hitl/grafana/grafana.ini"
 
 
 def _datasources() -> dict[str, dict]:
@@ -122,10 +125,14 @@ def test_no_default_credentials_no_sign_up_and_anonymous_off():
     assert ini.get("paths", "provisioning") == PROVISIONING_MOUNT
 
 
-def _grafana_service() -> dict:
-    service = (yaml.safe_load(COMPOSE.read_text()).get("services") or {}).get("grafana")
-    assert service is not None, f"{COMPOSE.name} has no grafana service"
+def _service(name: str) -> dict:
+    service = (yaml.safe_load(COMPOSE.read_text()).get("services") or {}).get(name)
+    assert service is not None, f"{COMPOSE.name} has no {name} service"
     return service
+
+
+def _grafana_service() -> dict:
+    return _service("grafana")
 
 
 def _mounts(service: dict) -> dict[str, str]:
@@ -147,11 +154,15 @@ def _environment(service: dict) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
-def test_compose_mounts_provisioning_dashboards_and_config_where_grafana_reads_them():
-    mounts = _mounts(_grafana_service())
-    assert mounts.get(PROVISIONING_MOUNT, "").rstrip("/") == "./grafana/provisioning"
-    assert mounts.get(DASHBOARDS_MOUNT, "").rstrip("/") == "./grafana/dashboards"
-    assert mounts.get("/etc/grafana/grafana.ini") == "./grafana/grafana.ini"
+def test_compose_puts_provisioning_dashboards_and_config_where_grafana_reads_them():
+    # config-init copies /src/... to the volume's root; Grafana mounts that volume at /etc/hitl.
+    copied = {"/etc/hitl" + target.removeprefix("/src"): source.rstrip("/")
+              for target, source in _mounts(_service("config-init")).items() if target.startswith("/src/")}
+    assert copied.get(PROVISIONING_MOUNT) == "./grafana/provisioning"
+    assert copied.get(DASHBOARDS_MOUNT) == "./grafana/dashboards"
+    assert copied.get(CONFIG_MOUNT) == "./grafana/grafana.ini"
+    assert _mounts(_grafana_service()).get("/etc/hitl") == "hitl-config"
+    assert _environment(_grafana_service()).get("GF_PATHS_CONFIG") == CONFIG_MOUNT
 
 
 def test_compose_requires_an_admin_password_and_installs_the_logs_plugin():

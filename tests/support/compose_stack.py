@@ -1,7 +1,9 @@
 """The project's compose stack on a real Docker engine, for the tests.
 
 What runs is the repository's compose.yaml (with compose.stack.yaml and versions.env, exactly
-as a user runs it) plus tests/compose/compose.test.yaml, whose header lists every difference.
+as a user runs it) plus tests/compose/compose.test.yaml, whose header lists every difference,
+from a copy of the checkout made with umask 077 (files 0600, folders 0700): the strictest
+checkout a user may have, so the tests prove the containers' users still read their configs.
 The engine is the project's own (scripts/docker-engine.sh), the CLI the pinned Compose built by
 `stack/build.sh compose`, and the images compose cannot pull are the twins of
 tests/compose/twins/ (test fixtures). The project name is `hitl-test`, so a user's `hitl`
@@ -30,7 +32,7 @@ PORTS = {"app": 28000, "otlp_grpc": 24317, "otlp_http": 24318, "otlp_auth_grpc":
          "jaeger_query_http": 26686, "victorialogs": 29428, "prometheus": 29090, "alertmanager": 29093}
 # Everything but Grafana (its image cannot be built here: README) and the simulator (its load
 # would change the exact counts the end-to-end tests assert; started on its own where needed).
-SERVICES = ["postgres", "redis", "app-init", "app", "otel-collector", "jaeger", "victorialogs",
+SERVICES = ["config-init", "postgres", "redis", "app-init", "app", "otel-collector", "jaeger", "victorialogs",
             "prometheus", "alertmanager"]
 STATEFUL = ["postgres", "prometheus", "alertmanager", "jaeger", "victorialogs", "otel-collector"]
 
@@ -88,6 +90,7 @@ def bridge_gateway(env: dict[str, str]) -> str:
 @dataclass
 class ComposeStack:
     compose: str  # the docker-compose binary
+    project_dir: Path  # the checkout compose runs from
     env: dict[str, str]  # process environment (DOCKER_HOST)
     env_file: Path
     values: dict[str, str]  # what the env file holds
@@ -110,8 +113,9 @@ class ComposeStack:
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         """docker compose -p hitl-test -f compose.yaml -f compose.test.yaml --env-file ... ARGS"""
-        argv = [self.compose, "--project-name", PROJECT, "--file", str(REPO / "compose.yaml"),
-                "--file", str(OVERLAY), "--env-file", str(self.env_file), "--progress", "plain", *args]
+        overlay = self.project_dir / OVERLAY.relative_to(REPO)
+        argv = [self.compose, "--project-name", PROJECT, "--file", str(self.project_dir / "compose.yaml"),
+                "--file", str(overlay), "--env-file", str(self.env_file), "--progress", "plain", *args]
         return run(argv, env=self.env, timeout=timeout, check=check, log=self.log_file)
 
     def up(self, *services: str, timeout: float = 600) -> None:
@@ -195,6 +199,28 @@ def render_test_configs(config_dir: Path, *, alert_sink: str, smtp: str, flush_i
         render_alertmanager_config(source, opts, Path("/etc/alertmanager/secrets")))
 
 
+def strict_copy(target: Path) -> Path:
+    """The checkout's files (tracked, and untracked ones git does not ignore) copied to target
+    as a checkout made with umask 077 has them: files 0600 (0700 if executable), folders 0700;
+    run as root, owned by another user (uid 1000, a typical login), as a user's checkout is."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if not source.is_file():
+            continue  # deleted in the work tree
+        path = target / name
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_bytes(source.read_bytes())
+        path.chmod(0o700 if source.stat().st_mode & 0o100 else 0o600)
+    for folder in [target, *(p for p in target.rglob("*") if p.is_dir())]:
+        folder.chmod(0o700)
+    if os.getuid() == 0:
+        for path in [target, *target.rglob("*")]:
+            os.lchown(path, 1000, 1000)
+    return target
+
+
 def build_twins(env: dict[str, str], log: Path) -> None:
     run(["bash", "tests/compose/twins/build.sh"], env=env, timeout=3600, log=log)
 
@@ -208,9 +234,14 @@ def bring_up(docker_env: dict[str, str], work_dir: Path, *, alert_sink: str, smt
     compose = tool_path("compose", "docker-compose")
     build_twins(docker_env, work_dir / "twins.log")
     timings["twins"] = time.monotonic() - t0
+    project_dir = strict_copy(work_dir / "checkout")
     config_dir = work_dir / "config"
-    render_test_configs(config_dir, alert_sink=alert_sink, smtp=smtp, flush_interval=flush_interval,
-                        rule_eval_interval=rule_eval_interval)
+    previous = os.umask(0o077)  # the rendered copies as strict as the checkout
+    try:
+        render_test_configs(config_dir, alert_sink=alert_sink, smtp=smtp, flush_interval=flush_interval,
+                            rule_eval_interval=rule_eval_interval)
+    finally:
+        os.umask(previous)
     values = write_env_file(
         work_dir / ".env",
         ALERTMANAGER_SLACK_WEBHOOK_URL=f"{alert_sink}/slack",
@@ -219,8 +250,8 @@ def bring_up(docker_env: dict[str, str], work_dir: Path, *, alert_sink: str, smt
         CODE_HOST_TOKEN="e2e-code-host-token-not-a-secret",
         HITL_TEST_CONFIG_DIR=str(config_dir),
     )
-    stack = ComposeStack(compose=compose, env=docker_env, env_file=work_dir / ".env", values=values,
-                         work_dir=work_dir)
+    stack = ComposeStack(compose=compose, project_dir=project_dir, env=docker_env, env_file=work_dir / ".env",
+                         values=values, work_dir=work_dir)
     # A project left over from an interrupted run goes first, with its data: counts start at 0.
     stack.down(volumes=True)
     t = time.monotonic()
