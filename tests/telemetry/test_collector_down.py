@@ -68,9 +68,11 @@ def test_requests_memory_and_recovery_without_a_collector(app_without_collector)
     sink = OtlpSink(port)
     try:
         client.get("/api/v1/stats", headers=viewer)
+        # gRPC waits between reconnection attempts with a backoff that grows while the receiver
+        # stays away, up to 120 s (gRPC's connection backoff); resuming within that is by itself.
         wait_for("spans to reach the receiver once it is back", lambda: any(
-            s.attributes.get("http.route") == "/api/v1/stats" for s in sink.spans), timeout=30)
-        wait_for("metrics to reach the receiver", lambda: "hitl.reviews.created" in sink.metrics, timeout=30)
+            s.attributes.get("http.route") == "/api/v1/stats" for s in sink.spans), timeout=150)
+        wait_for("metrics to reach the receiver", lambda: "hitl.reviews.created" in sink.metrics, timeout=150)
     finally:
         sink.stop()
 
