@@ -80,12 +80,9 @@ class Loaded:
 @pytest.fixture(scope="session")
 def composecheck() -> str:
     """Path of the loader binary; built (or found in the cache) by stack/build.sh."""
-    built = subprocess.run(["bash", "stack/build.sh", "composecheck"], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=900)
-    assert built.returncode == 0, built.stderr[-3000:]
-    paths = subprocess.run(["bash", "stack/build.sh", "--paths", "composecheck"], cwd=REPO_ROOT,
-                           capture_output=True, text=True, check=True).stdout
-    return dict(line.split("=", 1) for line in paths.splitlines() if "=" in line)["composecheck"]
+    from tests.support.compose_stack import tool_path
+
+    return tool_path("composecheck", "composecheck")
 
 
 @pytest.fixture(scope="session")
