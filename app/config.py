@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     action_retry_base_seconds: float = Field(2.0, validation_alias="ACTION_RETRY_BASE_SECONDS")
     action_retry_poll_seconds: float = Field(1.0, validation_alias="ACTION_RETRY_POLL_SECONDS")
     action_retry_enabled: bool = Field(True, validation_alias="ACTION_RETRY_ENABLED")
+    # How long an attempt owns its action before another replica may take it over (its process
+    # may have died). Longer than a code-host call can take, so a live attempt is not doubled.
+    action_lease_seconds: float = Field(30.0, gt=0, validation_alias="ACTION_LEASE_SECONDS")
 
     # Fault injection for alert tests: a share of API requests fail (500) or are slowed.
     # Off by default; only an admin-role key can change it at run time.
@@ -75,6 +78,25 @@ class Settings(BaseSettings):
             self.database_url = url.render_as_string(hide_password=False)
         if self.code_host_token_file is not None:
             self.code_host_token = _read_secret("CODE_HOST_TOKEN_FILE", self.code_host_token_file) or None
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> "Settings":
+        if self.action_lease_seconds <= self.code_host_timeout_seconds:
+            raise ValueError(
+                f"ACTION_LEASE_SECONDS ({self.action_lease_seconds:g}) must be longer than "
+                f"CODE_HOST_TIMEOUT_SECONDS ({self.code_host_timeout_seconds:g}), or a slow call is tried twice"
+            )
+        return self
+
+    @property
+    def action_policy(self):
+        from app.reviews.flows import RetryPolicy
+
+        return RetryPolicy(
+            lease_seconds=self.action_lease_seconds,
+            base_seconds=self.action_retry_base_seconds,
+            max_attempts=self.action_max_attempts,
+        )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> "Settings":

@@ -12,9 +12,9 @@ from app.cache import make_cache
 from app.config import Settings, get_settings
 from app.db import Database
 from app.health.router import router as health_router
-from app.reviews.actions import CodeHost
+from app.reviews.flows import CodeHost, OutboxWorker
+from app.reviews.gauges import SharedStateGauge
 from app.reviews.router import router as reviews_router
-from app.reviews.service import ActionRetrier, PendingGauge
 from app.telemetry import Telemetry, fastapi_telemetry_config, instrument_app, instrument_engine, metrics
 
 
@@ -28,28 +28,27 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         max_entries=settings.memory_cache_max_entries,
     )
     code_host = CodeHost(settings.code_host_url, settings.code_host_token, settings.code_host_timeout_seconds)
-    pending = PendingGauge(db.sessionmaker, settings.pending_gauge_refresh_seconds)
-    metrics.set_pending_reader(pending.read)
+    shared_state = SharedStateGauge(db.sessionmaker, settings.pending_gauge_refresh_seconds)
+    metrics.set_shared_state_reader(shared_state.read)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        retrier = None
+        outbox = None
         if settings.action_retry_enabled:
-            retrier = ActionRetrier(
+            outbox = OutboxWorker(
                 sessions=db.sessionmaker,
                 code_host=code_host,
+                policy=settings.action_policy,
                 poll_seconds=settings.action_retry_poll_seconds,
-                base_seconds=settings.action_retry_base_seconds,
-                max_attempts=settings.action_max_attempts,
             )
-            retrier.start()
-        app.state.retrier = retrier
+            outbox.start()
+        app.state.outbox = outbox
         try:
             yield
         finally:
             # uvicorn re-raises SIGTERM, so atexit never runs: flush telemetry here.
-            if retrier is not None:
-                retrier.stop()
+            if outbox is not None:
+                outbox.stop(timeout=settings.code_host_timeout_seconds + 1)
             code_host.close()
             cache.close()
             db.engine.dispose()

@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
@@ -145,7 +145,11 @@ class Decision(Base):
     wargame_verdict: Mapped[WargameVerdict | None] = mapped_column(_enum(WargameVerdict), nullable=True)
     decision_latency_seconds: Mapped[float] = mapped_column(Float)
 
-    # The code-host action that follows the decision.
+    # The code-host action that follows the decision: an outbox row, written in the decision's own
+    # statement (app/reviews/flows.py carries it out). action_next_attempt_at is when the action is
+    # due: while an attempt runs it is the end of that attempt's lease, after a failure the next
+    # retry; NULL once nothing is left to do (done, skipped, or failed for good).
+    # action_attempts counts attempts started, and fences a late attempt's write-back.
     action: Mapped[str] = mapped_column(String(32))
     action_status: Mapped[str] = mapped_column(String(40), default="pending")
     action_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -154,8 +158,22 @@ class Decision(Base):
     # W3C traceparent of the deciding request, so retries link back to it.
     traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
+    # The client's Idempotency-Key (scoped to the reviewer) and a digest of what it asked for, so a
+    # repeat returns this decision and a reuse for something else is refused.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     review: Mapped[Review] = relationship(back_populates="decisions")
 
-    __table_args__ = (Index("ix_decisions_action_retry", "action_status", "action_next_attempt_at"),)
+    __table_args__ = (
+        # The outbox worker's claim: due rows by due time; only rows with work left are indexed.
+        Index(
+            "ix_decisions_action_due",
+            "action_next_attempt_at",
+            postgresql_where=text("action_next_attempt_at IS NOT NULL"),
+            sqlite_where=text("action_next_attempt_at IS NOT NULL"),
+        ),
+        UniqueConstraint("reviewer", "idempotency_key", name="uq_decisions_reviewer_idempotency_key"),
+    )

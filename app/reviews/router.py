@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from sqlalchemy import select
 
 from app.deps import CacheDep, CurrentPipeline, CurrentReader, CurrentReviewer, SessionDep, SettingsDep
@@ -17,6 +17,7 @@ from app.reviews.schemas import (
     ReviewCreate,
     ReviewOut,
     ReviewPage,
+    ErrorOut,
     ReviewSummary,
     Stats,
 )
@@ -48,10 +49,16 @@ ReviewDep = Annotated[Review, Depends(get_review_or_404)]
     response_model=ReviewOut,
     status_code=status.HTTP_201_CREATED,
     summary="Submit an APV for review (idempotent on apv_code)",
-    responses={200: {"model": ReviewOut, "description": "The apv_code was already submitted; the stored review."}},
+    responses={
+        200: {"model": ReviewOut, "description": "The apv_code was already submitted with this payload; the stored review."},
+        409: {"model": ErrorOut, "description": "The apv_code was already submitted with a different payload (the fields are named)"},
+    },
 )
 def submit_review(body: ReviewCreate, session: SessionDep, cache: CacheDep, _: CurrentPipeline, response: Response):
-    review, created = service.submit_review(session=session, cache=cache, data=body)
+    try:
+        review, created = service.submit_review(session=session, cache=cache, data=body)
+    except service.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/reviews/{review.id}"
@@ -98,6 +105,10 @@ def get_review(_: CurrentReader, review: ReviewDep):
     response_model=DecisionOut,
     status_code=status.HTTP_201_CREATED,
     summary="Decide on a review: approve, reject, modify or escalate",
+    responses={
+        200: {"model": DecisionOut, "description": "A repeat of an earlier request's Idempotency-Key: its decision."},
+        409: {"model": ErrorOut, "description": "The review's state forbids it, or the Idempotency-Key was used before for another request"},
+    },
 )
 def decide(
     principal: CurrentReviewer,
@@ -108,22 +119,35 @@ def decide(
     settings: SettingsDep,
     request: Request,
     response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[!-~]+$",
+            description="Makes the request safe to retry: a repeat with the same key and body returns "
+            "the first request's decision (200) instead of deciding again.",
+        ),
+    ] = None,
 ):
     try:
-        decision = service.decide(
+        decision, created = service.decide(
             session=session,
             cache=cache,
             code_host=request.app.state.code_host,
             review_id=str(review_id),
             data=body,
             reviewer=principal.name,
-            retry_base_seconds=settings.action_retry_base_seconds,
-            max_attempts=settings.action_max_attempts,
+            policy=settings.action_policy,
+            idempotency_key=idempotency_key,
         )
     except LookupError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"review {review_id} not found") from None
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if not created:
+        response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/decisions/{decision.id}"
     return decision
 

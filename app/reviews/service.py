@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
-import random
-import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
-from opentelemetry.propagate import extract, inject
+from opentelemetry.propagate import inject
 from sqlalchemy import bindparam, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.cache import Cache
 from app.db import UTCDateTime, utcnow
-from app.reviews.actions import NO_CODE_HOST, CodeHost
+from app.reviews import flows
+from app.reviews.flows import NO_CODE_HOST, CodeHost, RetryPolicy
 from app.reviews.models import (
     ACTION_FOR_DECISION,
     Decision,
@@ -35,6 +34,8 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("hitl-review")
 
 STATS_KEY = "hitl:stats:v1"
+# The settings' defaults (app/config.py); callers pass the configured policy.
+DEFAULT_POLICY = RetryPolicy(lease_seconds=30.0, base_seconds=2.0, max_attempts=5)
 WAITING = (ReviewStatus.pending, ReviewStatus.escalated)
 
 
@@ -48,19 +49,27 @@ def waiting_seconds(review: Review, now: datetime | None = None) -> float:
 
 
 def submit_review(*, session: Session, cache: Cache, data: ReviewCreate) -> tuple[Review, bool]:
-    """Store a review; a repeat apv_code returns the stored one. (review, created?)"""
+    """Store a review. A repeat of an apv_code with the same payload returns the stored review;
+    with a different payload it is a Conflict naming the fields that differ. (review, created?)"""
     existing = session.scalar(select(Review).where(Review.apv_code == data.apv_code))
+    if existing is None:
+        review = Review(**data.model_dump())
+        session.add(review)
+        try:
+            session.commit()
+        except IntegrityError:  # a concurrent submit of the same apv_code won
+            session.rollback()
+            existing = session.scalar(select(Review).where(Review.apv_code == data.apv_code))
+            if existing is None:
+                raise
     if existing is not None:
-        return existing, False
-    review = Review(**data.model_dump())
-    session.add(review)
-    try:
-        session.commit()
-    except IntegrityError:  # a concurrent submit of the same apv_code won
-        session.rollback()
-        existing = session.scalar(select(Review).where(Review.apv_code == data.apv_code))
-        if existing is None:
-            raise
+        differing = differing_fields(existing, data)
+        if differing:
+            raise Conflict(
+                f"apv_code {data.apv_code} was submitted before with a different "
+                + ", ".join(differing)
+                + "; submit a changed APV under a new apv_code"
+            )
         return existing, False
     metrics.reviews_created.add(
         1, {"hitl.review.severity": review.severity.value, "hitl.review.source": review.source}
@@ -70,6 +79,13 @@ def submit_review(*, session: Session, cache: Cache, data: ReviewCreate) -> tupl
     log.info("review submitted", extra={"hitl.review.id": review.id, "hitl.review.severity": review.severity.value})
     invalidate_stats(cache)
     return review, True
+
+
+def differing_fields(review: Review, data: ReviewCreate) -> list[str]:
+    """The submitted fields whose value differs from the stored review's, in schema order."""
+    stored = ReviewCreate.model_validate(review, from_attributes=True).model_dump(mode="json")
+    submitted = data.model_dump(mode="json")
+    return [name for name in ReviewCreate.model_fields if stored[name] != submitted[name]]
 
 
 def list_reviews(
@@ -109,6 +125,27 @@ def list_reviews(
     return [], int(session.scalar(select(func.count()).select_from(Review).where(*filters)) or 0)
 
 
+class IdempotencyMismatch(Conflict):
+    """The Idempotency-Key was used before for a different request (HTTP 409)."""
+
+
+def request_digest(review_id: str, data: DecisionCreate) -> str:
+    """What a decision request asked for, so a repeat of its Idempotency-Key can be compared."""
+    body = json.dumps({"review_id": review_id, **data.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _decision_for_key(session: Session, *, reviewer: str, key: str, digest: str) -> Decision | None:
+    """The decision an earlier request with this reviewer's key made, if it asked the same."""
+    earlier = session.scalar(select(Decision).where(Decision.reviewer == reviewer, Decision.idempotency_key == key))
+    if earlier is not None and earlier.request_digest != digest:
+        raise IdempotencyMismatch(
+            "Idempotency-Key was already used for a different request (another review or body); "
+            "use a new key for a new decision"
+        )
+    return earlier
+
+
 def decide(
     *,
     session: Session,
@@ -117,14 +154,22 @@ def decide(
     review_id: str,
     data: DecisionCreate,
     reviewer: str,
-    retry_base_seconds: float = 2.0,
-    max_attempts: int = 5,
-) -> Decision:
+    policy: RetryPolicy = DEFAULT_POLICY,
+    idempotency_key: str | None = None,
+) -> tuple[Decision, bool]:
+    """Record a decision with its action's outbox entry, then try the action once.
+    Returns (decision, created?): a repeat of an Idempotency-Key returns the earlier decision."""
+    digest = request_digest(review_id, data) if idempotency_key else None
+    if idempotency_key:
+        earlier = _decision_for_key(session, reviewer=reviewer, key=idempotency_key, digest=digest)
+        if earlier is not None:
+            return earlier, False
     now = utcnow()
     carrier: dict[str, str] = {}
     inject(carrier)
     # With no code host there is nothing to call: the action is stored as skipped with the
-    # decision instead of being recorded by a second write.
+    # decision instead of being recorded by a second write. Otherwise the decision's row is the
+    # action's outbox entry, claimed by this request as attempt 1 for one lease (flows.py).
     skipped = None if code_host.configured else NO_CODE_HOST
     values = {
         "id": new_id(),
@@ -135,36 +180,46 @@ def decide(
         "reviewer": reviewer,
         "action": ACTION_FOR_DECISION[data.decision],
         "action_status": "skipped" if skipped else "pending",
-        "action_attempts": 1 if skipped else 0,
+        "action_attempts": 1,
         "action_error": skipped,
+        "action_next_attempt_at": None if skipped else now + timedelta(seconds=policy.lease_seconds),
         "traceparent": carrier.get("traceparent"),
+        "idempotency_key": idempotency_key,
+        "request_digest": digest,
         "created_at": now,
     }
     params = {"review_id": review_id, "now": now}
     postgresql = session.get_bind().dialect.name == "postgresql"
-    if postgresql:
-        params |= {f"d_{name}": value for name, value in values.items()}
-        row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
-        if row is None:
-            raise _refusal(session, review_id, data.decision)
-        pr_number, apv_code, *snapshot, latency = row
-        snapshot = dict(zip(SNAPSHOT, snapshot, strict=True))
-    else:
-        review = session.scalars(
-            _claim_returning_review(data.decision), params, execution_options={"synchronize_session": False}
-        ).one_or_none()
-        if review is None:
-            raise _refusal(session, review_id, data.decision)
-        pr_number, apv_code = review.pr_number, review.apv_code
-        snapshot = {column: getattr(review, column) for column in SNAPSHOT}
-        latency = max(0.0, (now - review.created_at).total_seconds())
-    decision = Decision(
-        **values, review_id=review_id, **snapshot, decision_latency_seconds=latency, action_next_attempt_at=None
-    )
-    if postgresql:
-        make_transient_to_detached(decision)  # its row exists already: later changes are UPDATEs
-    session.add(decision)
-    session.commit()
+    try:
+        if postgresql:
+            params |= {f"d_{name}": value for name, value in values.items()}
+            row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
+            if row is None:
+                return _refusal(session, review_id, data.decision, reviewer, idempotency_key, digest), False
+            pr_number, apv_code, *snapshot, latency = row
+            snapshot = dict(zip(SNAPSHOT, snapshot, strict=True))
+        else:
+            review = session.scalars(
+                _claim_returning_review(data.decision), params, execution_options={"synchronize_session": False}
+            ).one_or_none()
+            if review is None:
+                return _refusal(session, review_id, data.decision, reviewer, idempotency_key, digest), False
+            pr_number, apv_code = review.pr_number, review.apv_code
+            snapshot = {column: getattr(review, column) for column in SNAPSHOT}
+            latency = max(0.0, (now - review.created_at).total_seconds())
+        decision = Decision(**values, review_id=review_id, **snapshot, decision_latency_seconds=latency)
+        if postgresql:
+            make_transient_to_detached(decision)  # its row exists already: later changes are UPDATEs
+        session.add(decision)
+        session.commit()
+    except IntegrityError:  # a concurrent request with the same Idempotency-Key stored first
+        session.rollback()
+        if not idempotency_key:
+            raise
+        earlier = _decision_for_key(session, reviewer=reviewer, key=idempotency_key, digest=digest)
+        if earlier is None:
+            raise
+        return earlier, False
 
     attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": decision.severity.value}
     metrics.decisions.add(1, attrs)
@@ -179,16 +234,11 @@ def decide(
         tracer.start_span(f"action {decision.action}", attributes=outcome).end()
         metrics.actions.add(1, outcome)
     else:
-        run_action(
-            session=session,
-            code_host=code_host,
-            decision=decision,
-            pr_number=pr_number,
-            apv_code=apv_code,
-            retry_base_seconds=retry_base_seconds,
-            max_attempts=max_attempts,
+        flows.attempt_now(
+            session=session, code_host=code_host, decision=decision, pr_number=pr_number, apv_code=apv_code,
+            policy=policy,
         )
-    return decision
+    return decision, True
 
 
 # Review columns a decision copies at decision time.
@@ -230,7 +280,7 @@ def _claim_and_insert(kind: DecisionKind):
     source = {
         column.name: bindparam(f"d_{column.name}", type_=column.type)
         for column in columns
-        if column.name not in (*SNAPSHOT, "decision_latency_seconds", "action_next_attempt_at")
+        if column.name not in (*SNAPSHOT, "decision_latency_seconds")
     }
     source["review_id"] = bindparam("review_id", type_=columns.review_id.type)
     source |= {column: claimed.c[column] for column in SNAPSHOT}
@@ -247,114 +297,28 @@ def _claim_and_insert(kind: DecisionKind):
     ).join_from(claimed, inserted, true())  # one row each, or none
 
 
-def _refusal(session: Session, review_id: str, decision: DecisionKind) -> Exception:
-    """Why the review could not take this decision: unknown (LookupError) or its state (Conflict)."""
+def _refusal(
+    session: Session, review_id: str, decision: DecisionKind, reviewer: str, key: str | None, digest: str | None
+) -> Decision:
+    """The claim matched nothing. A concurrent request with the same Idempotency-Key may have
+    decided (its decision is returned); otherwise raise why: unknown (LookupError) or the state
+    (Conflict)."""
     session.rollback()
+    if key:
+        earlier = _decision_for_key(session, reviewer=reviewer, key=key, digest=digest)
+        if earlier is not None:
+            return earlier
     review = session.get(Review, review_id)
     if review is None:
-        return LookupError(review_id)
+        raise LookupError(review_id)
     if review.status is ReviewStatus.decided:
-        return Conflict("the review is already decided")
+        raise Conflict("the review is already decided")
     if review.status is ReviewStatus.escalated and decision is DecisionKind.escalate:
-        return Conflict("the review is already escalated")
+        raise Conflict("the review is already escalated")
     if decision in (DecisionKind.approve, DecisionKind.reject) and review.pr_number is None:
-        return Conflict(f"'{decision.value}' needs a pull request and the review has none")
+        raise Conflict(f"'{decision.value}' needs a pull request and the review has none")
     # Not reached unless the review changed again between the two statements.
-    return Conflict("the review changed while deciding; retry")
-
-
-def run_action(
-    *,
-    session: Session,
-    code_host: CodeHost,
-    decision: Decision,
-    pr_number: int | None,
-    apv_code: str,
-    retry_base_seconds: float,
-    max_attempts: int,
-) -> None:
-    """Perform the decision's code-host action once and record the outcome; never raises."""
-    with tracer.start_as_current_span(f"action {decision.action}") as span:
-        span.set_attribute("hitl.action", decision.action)
-        result = code_host.perform(
-            action=decision.action,
-            pr_number=pr_number,
-            payload={
-                "apv_code": apv_code,
-                "decision_id": decision.id,
-                "decision": decision.decision.value,
-                "modifications": decision.modifications,
-            },
-        )
-        outcome = "failed" if result.status.endswith("_failed") else result.status
-        span.set_attribute("hitl.action.outcome", outcome)
-        if outcome == "failed":
-            span.set_status(trace.StatusCode.ERROR, result.error)
-    metrics.actions.add(1, {"hitl.action": decision.action, "hitl.action.outcome": outcome})
-    decision.action_attempts += 1
-    decision.action_status = result.status
-    decision.action_error = result.error
-    if outcome == "failed" and decision.action_attempts < max_attempts:
-        backoff = retry_base_seconds * 2 ** (decision.action_attempts - 1)
-        decision.action_next_attempt_at = utcnow() + timedelta(seconds=backoff * random.uniform(0.8, 1.2))
-    else:
-        decision.action_next_attempt_at = None
-    session.commit()
-
-
-class ActionRetrier:
-    """Background thread that retries failed actions with exponential backoff."""
-
-    def __init__(
-        self, *, sessions: sessionmaker, code_host: CodeHost, poll_seconds: float, base_seconds: float, max_attempts: int
-    ):
-        self._sessions = sessions
-        self._code_host = code_host
-        self._poll = poll_seconds
-        self._base = base_seconds
-        self._max = max_attempts
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="action-retrier", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._poll):
-            try:
-                self.retry_due()
-            except Exception:  # noqa: BLE001 - e.g. the database is down; try again next poll
-                log.warning("action retry pass failed", exc_info=True)
-
-    def retry_due(self) -> int:
-        with self._sessions() as session:
-            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-            try:
-                due = session.scalars(
-                    select(Decision)
-                    .where(Decision.action_next_attempt_at.is_not(None), Decision.action_next_attempt_at <= utcnow())
-                    .limit(20)
-                ).all()
-            finally:
-                detach(token)
-            for decision in due:
-                ctx = extract({"traceparent": decision.traceparent} if decision.traceparent else {})
-                with tracer.start_as_current_span("action retry", context=ctx) as span:
-                    span.set_attribute("hitl.action.attempt", decision.action_attempts + 1)
-                    run_action(
-                        session=session,
-                        code_host=self._code_host,
-                        decision=decision,
-                        pr_number=decision.review.pr_number,
-                        apv_code=decision.review.apv_code,
-                        retry_base_seconds=self._base,
-                        max_attempts=self._max,
-                    )
-            return len(due)
+    raise Conflict("the review changed while deciding; retry")
 
 
 def invalidate_stats(cache: Cache) -> None:
@@ -413,42 +377,3 @@ def stats(*, session: Session, cache: Cache, ttl_seconds: int) -> dict:
     value = compute_stats(session=session)
     cache.set(STATS_KEY, json.dumps(value), ttl_seconds=ttl_seconds)
     return value
-
-
-class PendingGauge:
-    """Reads the waiting queue for the pending gauges, at most once per refresh interval."""
-
-    def __init__(self, sessions: sessionmaker, refresh_seconds: float):
-        self._sessions = sessions
-        self._refresh = refresh_seconds
-        self._lock = threading.Lock()
-        self._at = 0.0
-        self._value: dict[str, tuple[int, float]] = {}
-
-    def read(self) -> dict[str, tuple[int, float]]:
-        import time
-
-        with self._lock:
-            if time.monotonic() - self._at < self._refresh:
-                return self._value
-            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-            try:
-                with self._sessions() as session:
-                    rows = session.execute(
-                        select(Review.severity, func.count(), func.min(Review.created_at))
-                        .where(Review.status.in_(WAITING))
-                        .group_by(Review.severity)
-                    ).all()
-                now = datetime.now(UTC)
-                value = {s.value: (0, 0.0) for s in Severity}
-                for severity, count, oldest in rows:
-                    if oldest is not None and oldest.tzinfo is None:
-                        oldest = oldest.replace(tzinfo=UTC)
-                    value[severity.value] = (count, (now - oldest).total_seconds() if oldest else 0.0)
-                self._value = value
-            except Exception:  # noqa: BLE001 - database down: report the last reading
-                log.warning("pending gauge read failed", exc_info=False)
-            finally:
-                detach(token)
-                self._at = time.monotonic()
-            return self._value

@@ -6,6 +6,7 @@ OpenTelemetry API hands out proxies, so importing this module never needs a prov
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -107,14 +108,23 @@ _meter.create_observable_up_down_counter(
 )
 
 # Readers registered by the parts that own the data (the review queue, the cache).
-_pending_reader: Callable[[], dict[str, tuple[int, float]]] | None = None
+_shared_state_reader: Callable[[], "SharedStateLike"] | None = None
 _evictions_reader: Callable[[], dict[str, int]] | None = None
 
 
-def set_pending_reader(reader: Callable[[], dict[str, tuple[int, float]]]) -> None:
-    """reader() -> {severity: (pending count, age in seconds of the oldest pending review)}."""
-    global _pending_reader
-    _pending_reader = reader
+class SharedStateLike(Protocol):  # what app/reviews/gauges.py's SharedState provides (no import cycle)
+    read_at: float
+    pending: dict[str, tuple[int, float]]
+    outbox_entries: int
+    outbox_oldest_age: float
+    outbox_overdue: float
+    failed: dict[str, int]
+
+
+def set_shared_state_reader(reader: Callable[[], SharedStateLike]) -> None:
+    """reader() -> the latest reading of the database's queue and outbox (app/reviews/gauges.py)."""
+    global _shared_state_reader
+    _shared_state_reader = reader
 
 
 def set_evictions_reader(reader: Callable[[], dict[str, int]]) -> None:
@@ -123,14 +133,12 @@ def set_evictions_reader(reader: Callable[[], dict[str, int]]) -> None:
     _evictions_reader = reader
 
 
-def _pending_observations(index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+def _shared(observe: Callable[[SharedStateLike], Iterable[Observation]]):
     def callback(_: CallbackOptions) -> Iterable[Observation]:
-        if _pending_reader is None:
+        if _shared_state_reader is None:
             return []
-        return [
-            Observation(values[index], {"hitl.review.severity": severity})
-            for severity, values in _pending_reader().items()
-        ]
+        state = _shared_state_reader()
+        return list(observe(state)) if state.read_at else []
 
     return callback
 
@@ -143,15 +151,45 @@ def _evictions(_: CallbackOptions) -> Iterable[Observation]:
 
 _meter.create_observable_gauge(
     "hitl.reviews.pending",
-    callbacks=[_pending_observations(0)],
+    callbacks=[_shared(lambda s: (Observation(n, {"hitl.review.severity": k}) for k, (n, _) in s.pending.items()))],
     unit="{review}",
     description="Reviews waiting for a decision (pending or escalated), by severity.",
 )
 _meter.create_observable_gauge(
     "hitl.reviews.pending.oldest_age",
-    callbacks=[_pending_observations(1)],
+    callbacks=[_shared(lambda s: (Observation(a, {"hitl.review.severity": k}) for k, (_, a) in s.pending.items()))],
     unit="s",
     description="How long the oldest waiting review of each severity has waited.",
+)
+_meter.create_observable_gauge(
+    "hitl.actions.outbox.entries",
+    callbacks=[_shared(lambda s: [Observation(s.outbox_entries)])],
+    unit="{action}",
+    description="Actions decided but not carried out yet (an attempt in flight, or waiting for a retry).",
+)
+_meter.create_observable_gauge(
+    "hitl.actions.outbox.oldest_age",
+    callbacks=[_shared(lambda s: [Observation(s.outbox_oldest_age)])],
+    unit="s",
+    description="Time since the decision of the oldest action not carried out yet.",
+)
+_meter.create_observable_gauge(
+    "hitl.actions.outbox.overdue",
+    callbacks=[_shared(lambda s: [Observation(s.outbox_overdue)])],
+    unit="s",
+    description="How far the most overdue action is past its retry time or its attempt's lease (0: none).",
+)
+_meter.create_observable_gauge(
+    "hitl.actions.failed",
+    callbacks=[_shared(lambda s: (Observation(n, {"hitl.action": k}) for k, n in s.failed.items()))],
+    unit="{action}",
+    description="Actions that failed on every attempt and wait for an operator (stored, not a rate).",
+)
+_meter.create_observable_gauge(
+    "hitl.shared_state.reading.time",
+    callbacks=[_shared(lambda s: [Observation(s.read_at)])],
+    unit="s",
+    description="Unix time of the reading behind the queue and outbox gauges: only fresh readings count.",
 )
 _meter.create_observable_counter(
     "hitl.cache.evictions",

@@ -19,10 +19,26 @@ def test_submit_returns_the_review_and_is_idempotent_on_apv_code(as_role):
     assert first.status_code == 201
     assert first.json()["status"] == "pending"
     assert first.headers["location"] == f"/api/v1/reviews/{first.json()['id']}"
-    again = as_role("pipeline").post("/api/v1/reviews", json={**body, "priority": 9})
+    again = as_role("pipeline").post("/api/v1/reviews", json=body)
     assert again.status_code == 200
-    assert again.json()["id"] == first.json()["id"]
-    assert again.json()["priority"] == body["priority"]  # the stored one, unchanged
+    assert again.json() | {"waiting_seconds": 0} == first.json() | {"waiting_seconds": 0}
+    assert again.headers["location"] == first.headers["location"]
+
+
+def test_a_repeat_apv_code_with_a_different_payload_is_409_naming_the_fields(as_role):
+    body = review_body()
+    first = as_role("pipeline").post("/api/v1/reviews", json=body)
+    changed = {**body, "priority": body["priority"] % 10 + 1, "cwe_ids": ["CWE-1"], "pr_url": None}
+    again = as_role("pipeline").post("/api/v1/reviews", json=changed)
+    assert again.status_code == 409, again.text
+    detail = again.json()["detail"]
+    assert body["apv_code"] in detail and "priority, cwe_ids" in detail and "pr_url" in detail
+    assert "patch_diff" not in detail
+    stored = as_role("viewer").get(f"/api/v1/reviews/{first.json()['id']}").json()
+    assert stored["priority"] == body["priority"] and stored["cwe_ids"] == body["cwe_ids"]  # unchanged
+    omitted = {k: v for k, v in body.items() if k != "cve_description"}  # a default is a value too
+    refused = as_role("pipeline").post("/api/v1/reviews", json=omitted)
+    assert refused.status_code == 409 and refused.json()["detail"].count(",") == 0, refused.text
 
 
 @pytest.mark.parametrize(
@@ -232,7 +248,7 @@ def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_
     from sqlalchemy import event
 
     from app.reviews import service
-    from app.reviews.actions import CodeHost
+    from app.reviews.flows import CodeHost
     from app.reviews.schemas import DecisionCreate
 
     review = submit(as_role, severity="high", wargame_verdict="partial")
@@ -250,7 +266,7 @@ def test_without_a_code_host_a_decision_is_one_write_with_its_action_skipped(as_
     event.listen(engine, "before_cursor_execute", record)
     try:
         with app.state.db.sessionmaker() as session:
-            decision = service.decide(session=session, cache=app.state.cache, code_host=CodeHost(None, None, 1.0),
+            decision, _ = service.decide(session=session, cache=app.state.cache, code_host=CodeHost(None, None, 1.0),
                                       review_id=review["id"], data=DecisionCreate(**decision_body(kind)), reviewer="r")
     finally:
         event.remove(engine, "before_cursor_execute", record)

@@ -1,0 +1,265 @@
+"""What happens after a decision: the code-host action, carried out through an outbox.
+
+The decision's row is the outbox entry. It is written with the decision, in the same statement,
+already claimed by the deciding request for one lease (`action_attempts = 1`,
+`action_next_attempt_at = now + lease`). The request then tries the action at once, for fast
+feedback. If that process dies, the lease runs out and any replica's `OutboxWorker` claims the
+row again (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite runs one writer at a time, so its claim
+statement is atomic as it is). Every claim adds one to `action_attempts`, and an attempt writes its
+outcome only while the row still carries its number: an attempt that outlived its lease cannot
+overwrite a newer one. The call carries an `Idempotency-Key` derived from the decision, so a
+code host that honours it performs a retried action (a lost response, a lease that ran out) once.
+
+The code host is called over HTTP with httpx (instrumented: the trace context travels with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.propagate import extract
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.db import utcnow
+from app.reviews.models import Decision, Review
+from app.telemetry import metrics
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("hitl-review")
+
+NO_CODE_HOST = "no code host configured"
+# A failed attempt waits base * 2^(attempt-1) (±20%), at most this long, before the next.
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    status: str  # "succeeded", "skipped" or "<action>_failed"
+    error: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        return "failed" if self.status.endswith("_failed") else self.status
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    lease_seconds: float
+    base_seconds: float
+    max_attempts: int
+
+    def backoff(self, attempt: int) -> timedelta:
+        seconds = min(MAX_BACKOFF_SECONDS, self.base_seconds * 2 ** (attempt - 1))
+        return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+def idempotency_key(decision_id: str, action: str) -> str:
+    """The key the code host sees: the same for every attempt of one decision's action."""
+    return f"hitl-{decision_id}-{action}"
+
+
+class CodeHost:
+    def __init__(self, base_url: str | None, token: str | None, timeout_seconds: float):
+        self.configured = bool(base_url)
+        self._client = (
+            httpx.Client(
+                base_url=base_url.rstrip("/"),
+                timeout=timeout_seconds,
+                headers={"Authorization": f"Bearer {token}"} if token else {},
+            )
+            if base_url
+            else None
+        )
+
+    def perform(self, *, action: str, pr_number: int | None, payload: dict, key: str) -> ActionResult:
+        if self._client is None:
+            return ActionResult("skipped", NO_CODE_HOST)
+        if action == "escalate":
+            path = "/escalations"
+        elif pr_number is None:
+            return ActionResult("skipped", "the review has no pull request")
+        else:
+            path = f"/pulls/{pr_number}/{action}"
+        try:
+            response = self._client.post(path, json=payload, headers={"Idempotency-Key": key})
+        except httpx.HTTPError as exc:
+            log.warning("code host %s failed: %s", action, type(exc).__name__)
+            return ActionResult(f"{action}_failed", f"{type(exc).__name__}")
+        if response.is_success:
+            return ActionResult("succeeded")
+        log.warning("code host %s answered %s", action, response.status_code)
+        return ActionResult(f"{action}_failed", f"HTTP {response.status_code}")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt at one decision's action: what the call needs, and the attempt's number."""
+
+    decision_id: str
+    action: str
+    attempt: int
+    decision: str
+    modifications: dict | None
+    pr_number: int | None
+    apv_code: str
+    traceparent: str | None
+
+
+def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: RetryPolicy) -> ActionResult | None:
+    """Perform a claimed attempt and record its outcome. Returns the outcome, or None when a newer
+    attempt holds the row (this one outlived its lease; the code host saw the same key). Raises
+    only if the outcome cannot be written: the lease then runs out and the action is tried again."""
+    with tracer.start_as_current_span(f"action {claim.action}") as span:
+        span.set_attribute("hitl.action", claim.action)
+        span.set_attribute("hitl.action.attempt", claim.attempt)
+        result = code_host.perform(
+            action=claim.action,
+            pr_number=claim.pr_number,
+            payload={
+                "apv_code": claim.apv_code,
+                "decision_id": claim.decision_id,
+                "decision": claim.decision,
+                "modifications": claim.modifications,
+            },
+            key=idempotency_key(claim.decision_id, claim.action),
+        )
+        span.set_attribute("hitl.action.outcome", result.outcome)
+        if result.outcome == "failed":
+            span.set_status(trace.StatusCode.ERROR, result.error)
+    metrics.actions.add(1, {"hitl.action": claim.action, "hitl.action.outcome": result.outcome})
+    next_at = None
+    if result.outcome == "failed":
+        if claim.attempt < policy.max_attempts:
+            next_at = utcnow() + policy.backoff(claim.attempt)
+        else:
+            log.error(
+                "action %s of decision %s failed for good after %d attempts: %s",
+                claim.action, claim.decision_id, claim.attempt, result.error,
+            )
+    written = session.execute(
+        update(Decision)
+        .where(Decision.id == claim.decision_id, Decision.action_attempts == claim.attempt)
+        .values(action_status=result.status, action_error=result.error, action_next_attempt_at=next_at),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    session.commit()
+    if not written:
+        log.warning("attempt %d of decision %s outlived its lease; a newer attempt owns it",
+                    claim.attempt, claim.decision_id)
+        return None
+    return result
+
+
+def attempt_now(
+    *, session: Session, code_host: CodeHost, decision: Decision, pr_number: int | None, apv_code: str,
+    policy: RetryPolicy,
+) -> None:
+    """The deciding request's own first attempt (the row was inserted claimed as attempt 1).
+    The decision object is updated to what was stored; a failure to store it is logged, not raised:
+    the decision is committed and the outbox carries the action out when the lease ends."""
+    claim = Claim(
+        decision_id=decision.id, action=decision.action, attempt=decision.action_attempts,
+        decision=decision.decision.value, modifications=decision.modifications,
+        pr_number=pr_number, apv_code=apv_code, traceparent=decision.traceparent,
+    )
+    try:
+        result = attempt(session=session, code_host=code_host, claim=claim, policy=policy)
+    except Exception:  # noqa: BLE001 - e.g. the database went away after the decision was committed
+        session.rollback()
+        log.warning("could not record the action of decision %s; the outbox retries it", decision.id, exc_info=True)
+        return
+    if result is not None:
+        set_committed_value(decision, "action_status", result.status)
+        set_committed_value(decision, "action_error", result.error)
+
+
+def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = None) -> Claim | None:
+    """Claim the action that has been due longest, for one lease; None when nothing is due.
+    Committed before returning: the lease, not a held transaction, keeps other replicas off it."""
+    now = now or utcnow()
+    due = (
+        select(Decision.id)
+        .where(Decision.action_next_attempt_at.is_not(None), Decision.action_next_attempt_at <= now)
+        .order_by(Decision.action_next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer and no FOR UPDATE
+    )
+    row = session.execute(
+        update(Decision)
+        .where(Decision.id.in_(due.scalar_subquery()))
+        .values(
+            action_attempts=Decision.action_attempts + 1,
+            action_next_attempt_at=now + timedelta(seconds=policy.lease_seconds),
+        )
+        .returning(
+            Decision.id, Decision.action, Decision.action_attempts, Decision.decision, Decision.modifications,
+            Decision.traceparent, Decision.review_id,
+        ),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+    if row is None:
+        session.rollback()
+        return None
+    pr_number, apv_code = session.execute(
+        select(Review.pr_number, Review.apv_code).where(Review.id == row.review_id)
+    ).one()
+    session.commit()
+    return Claim(
+        decision_id=row.id, action=row.action, attempt=row.action_attempts, decision=row.decision.value,
+        modifications=row.modifications, pr_number=pr_number, apv_code=apv_code, traceparent=row.traceparent,
+    )
+
+
+class OutboxWorker:
+    """A thread in every replica that carries out due actions: those whose deciding request failed
+    (retried with backoff) and those whose attempt's lease ran out (its process died)."""
+
+    def __init__(self, *, sessions: sessionmaker, code_host: CodeHost, policy: RetryPolicy, poll_seconds: float):
+        self._sessions = sessions
+        self._code_host = code_host
+        self._policy = policy
+        self._poll = poll_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="action-outbox", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Finish the attempt in flight (a claim not finished is retried elsewhere after its lease)."""
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll):
+            try:
+                while not self._stop.is_set() and self.run_one():
+                    pass
+            except Exception:  # noqa: BLE001 - e.g. the database is down; try again next poll
+                log.warning("action outbox pass failed", exc_info=True)
+
+    def run_one(self) -> bool:
+        """Claim and perform one due action; False when none was due."""
+        with self._sessions() as session:
+            with suppress_instrumentation():  # the poll is no request: no span per claim query
+                claim = claim_due(session=session, policy=self._policy)
+            if claim is None:
+                return False
+            ctx = extract({"traceparent": claim.traceparent} if claim.traceparent else {})
+            with tracer.start_as_current_span("action retry", context=ctx) as span:
+                span.set_attribute("hitl.action.attempt", claim.attempt)
+                attempt(session=session, code_host=self._code_host, claim=claim, policy=self._policy)
+            return True

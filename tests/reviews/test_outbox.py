@@ -1,0 +1,262 @@
+"""The action outbox and client retries, in process, on both database backends: what a crash
+leaves is carried out later, concurrent workers never claim one action twice, a late attempt
+cannot overwrite a newer one, failures back off and end in a recorded permanent failure, and an
+Idempotency-Key makes a decision request safe to repeat. (tests/reviews/test_replicas.py runs the
+same guarantees as real processes being killed.)"""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.reviews import flows
+from app.reviews.flows import RetryPolicy, claim_due, idempotency_key
+from app.reviews.gauges import read_shared_state
+from app.reviews.models import Decision
+from tests.reviews.test_api import submit
+from tests.support.factories import decision_body
+
+POLICY = RetryPolicy(lease_seconds=30, base_seconds=0.05, max_attempts=3)
+
+
+def decide(as_role, review, kind="approve", key=None, **body):
+    headers = {"Idempotency-Key": key} if key else {}
+    return as_role("reviewer").post(
+        f"/api/v1/reviews/{review['id']}/decisions", json=decision_body(kind, **body), headers=headers
+    )
+
+
+def stored(app, decision_id) -> Decision:
+    with app.state.db.sessionmaker() as session:
+        return session.get(Decision, decision_id)
+
+
+def crash_after_commit(monkeypatch):
+    """The deciding process dies right after the decision's commit: its attempt never runs."""
+    monkeypatch.setattr(flows, "attempt_now", lambda **_: None)
+
+
+def expire_leases(app):
+    with app.state.db.sessionmaker() as session:
+        session.execute(
+            update(Decision)
+            .where(Decision.action_next_attempt_at.is_not(None))
+            .values(action_next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+
+
+def run_outbox(app, policy=POLICY) -> int:
+    worker = flows.OutboxWorker(sessions=app.state.db.sessionmaker, code_host=app.state.code_host,
+                                policy=policy, poll_seconds=0)
+    done = 0
+    while worker.run_one():
+        done += 1
+    return done
+
+
+def test_the_intent_is_committed_with_the_decision_and_claimed_by_the_request_for_one_lease(
+        as_role, app, monkeypatch, code_host):
+    crash_after_commit(monkeypatch)
+    review = submit(as_role)
+    before = utcnow()
+    r = decide(as_role, review)
+    assert r.status_code == 201
+    row = stored(app, r.json()["id"])
+    assert (row.action_status, row.action_attempts) == ("pending", 1)
+    lease = app.state.settings.action_lease_seconds
+    assert before + timedelta(seconds=lease) <= row.action_next_attempt_at <= utcnow() + timedelta(seconds=lease)
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY) is None  # the request's lease still holds
+    assert code_host.performed == []
+
+
+def test_a_crash_after_the_commit_is_carried_out_once_the_lease_ends(as_role, app, monkeypatch, code_host):
+    crash_after_commit(monkeypatch)
+    review = submit(as_role)
+    decision_id = decide(as_role, review).json()["id"]
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_attempts, row.action_next_attempt_at) == ("succeeded", 2, None)
+    [call] = code_host.performed
+    assert call.path == f"/pulls/{review['pr_number']}/merge"
+    assert call.headers["idempotency-key"] == idempotency_key(decision_id, "merge")
+    assert call.body["decision_id"] == decision_id
+    assert run_outbox(app) == 0
+
+
+def test_a_lost_answer_is_retried_with_the_same_key_and_performed_once(as_role, app, monkeypatch, code_host):
+    """The code host merged but the process died before the answer was stored: the retry carries
+    the same Idempotency-Key, so the code host answers it without merging again."""
+
+    def dies_before_recording(*, code_host, decision, pr_number, **_):
+        code_host.perform(action=decision.action, pr_number=pr_number, payload={},
+                          key=idempotency_key(decision.id, decision.action))
+
+    monkeypatch.setattr(flows, "attempt_now", dies_before_recording)
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    assert stored(app, decision_id).action_status == "pending"  # the outcome was never written
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert len(code_host.calls) == 2 and len(code_host.performed) == 1
+
+
+def test_concurrent_workers_never_claim_the_same_action(as_role, app, monkeypatch):
+    """Eight workers claim 24 due actions at once: each is claimed exactly once."""
+    crash_after_commit(monkeypatch)
+    ids = {decide(as_role, submit(as_role)).json()["id"] for _ in range(24)}
+    expire_leases(app)
+    barrier = threading.Barrier(8)
+    claimed: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            barrier.wait()
+            while True:
+                with app.state.db.sessionmaker() as session:
+                    claim = claim_due(session=session, policy=POLICY)
+                if claim is None:
+                    return
+                claimed.append(claim.decision_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_an_attempt_that_outlived_its_lease_does_not_overwrite_the_newer_one(as_role, app, monkeypatch):
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    expire_leases(app)
+    with app.state.db.sessionmaker() as session:
+        stale = claim_due(session=session, policy=POLICY)  # attempt 2 ...
+    expire_leases(app)  # ... outlives its lease
+    with app.state.db.sessionmaker() as session:
+        newer = claim_due(session=session, policy=POLICY)  # attempt 3
+        assert flows.attempt(session=session, code_host=app.state.code_host, claim=newer, policy=POLICY)
+    with app.state.db.sessionmaker() as session:
+        assert flows.attempt(session=session, code_host=app.state.code_host, claim=stale, policy=POLICY) is None
+    row = stored(app, decision_id)
+    assert (stale.attempt, newer.attempt, row.action_attempts, row.action_status) == (2, 3, 3, "succeeded")
+
+
+def test_failures_back_off_then_fail_for_good_and_are_counted(as_role, app, code_host):
+    code_host.fail_next = 10
+    review = submit(as_role)
+    r = decide(as_role, review)
+    assert r.status_code == 201 and r.json()["action_status"] == "merge_failed"
+    row = stored(app, r.json()["id"])
+    assert row.action_attempts == 1 and row.action_next_attempt_at > utcnow()
+    state = read_shared_state(app.state.db.sessionmaker)
+    assert state.outbox_entries == 1 and state.failed["merge"] == 0
+    for expected_attempt in (2, 3):
+        expire_leases(app)
+        assert run_outbox(app) == 1
+        row = stored(app, r.json()["id"])
+        assert (row.action_attempts, row.action_status) == (expected_attempt, "merge_failed")
+    assert row.action_next_attempt_at is None  # max_attempts (3) reached: nothing is due any more
+    expire_leases(app)
+    assert run_outbox(app) == 0
+    state = read_shared_state(app.state.db.sessionmaker)
+    assert (state.outbox_entries, state.failed["merge"], state.failed["close"]) == (0, 1, 0)
+    assert len(code_host.performed) == 0 and len(code_host.calls) == 3
+
+
+def test_backoff_doubles_within_jitter_and_is_capped():
+    policy = RetryPolicy(lease_seconds=30, base_seconds=2, max_attempts=20)
+    for attempt, seconds in ((1, 2), (2, 4), (3, 8), (4, 16)):
+        assert 0.8 * seconds <= policy.backoff(attempt).total_seconds() <= 1.2 * seconds
+    assert policy.backoff(19).total_seconds() <= 1.2 * flows.MAX_BACKOFF_SECONDS
+
+
+def test_the_shared_state_reads_the_outbox_age_and_how_overdue_it_is(as_role, app, monkeypatch):
+    crash_after_commit(monkeypatch)
+    decide(as_role, submit(as_role))
+    fresh = read_shared_state(app.state.db.sessionmaker)
+    assert fresh.outbox_entries == 1 and fresh.outbox_overdue == 0 and fresh.outbox_oldest_age < 30
+    later = read_shared_state(app.state.db.sessionmaker, now=utcnow() + timedelta(seconds=100))
+    lease = app.state.settings.action_lease_seconds
+    assert later.outbox_oldest_age == pytest.approx(100, abs=5)
+    assert later.outbox_overdue == pytest.approx(100 - lease, abs=5)
+
+
+# --- Idempotency-Key on decision requests ---
+
+def test_a_repeat_with_the_same_key_and_body_returns_the_first_decision(as_role, app, code_host):
+    review = submit(as_role)
+    first = decide(as_role, review, key="retry-me-1")
+    again = decide(as_role, review, key="retry-me-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json() and again.headers["location"] == first.headers["location"]
+    assert len(code_host.performed) == 1
+    history = as_role("viewer").get(f"/api/v1/reviews/{review['id']}/decisions").json()["decisions"]
+    assert [d["id"] for d in history] == [first.json()["id"]]
+    # Without the key the same request is a second decision, refused by the review's state.
+    assert decide(as_role, review).status_code == 409
+
+
+def test_the_same_key_for_another_request_is_409_and_changes_nothing(as_role, app):
+    review, other = submit(as_role), submit(as_role)
+    assert decide(as_role, review, key="k-2").status_code == 201
+    for refused in (decide(as_role, review, key="k-2", justification="A different reason, same key."),
+                    decide(as_role, other, key="k-2")):
+        assert refused.status_code == 409, refused.text
+        assert "Idempotency-Key" in refused.json()["detail"]
+    assert as_role("viewer").get(f"/api/v1/reviews/{other['id']}").json()["status"] == "pending"
+
+
+def test_keys_are_scoped_to_the_reviewer(as_role, app, keys):
+    """Two reviewers who happen to pick the same key make two decisions."""
+    from app.auth.models import Role
+    from app.auth.service import create_key
+
+    review = submit(as_role)
+    with app.state.db.sessionmaker() as session:
+        _, second = create_key(session=session, name="second-reviewer", role=Role.reviewer)
+    assert decide(as_role, review, "escalate", key="same").status_code == 201
+    r = as_role("reviewer").post(f"/api/v1/reviews/{review['id']}/decisions", json=decision_body("approve"),
+                                 headers={"Idempotency-Key": "same", "X-API-Key": second})
+    assert r.status_code == 201 and r.json()["reviewer"] == "second-reviewer"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "spaces are not allowed", "tab\tkey", "caf\u00e9"])
+def test_a_malformed_key_is_422_naming_the_header(as_role, key):
+    review = submit(as_role)
+    r = as_role("reviewer").post(f"/api/v1/reviews/{review['id']}/decisions", json=decision_body(),
+                                 headers={"Idempotency-Key": key.encode()})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert as_role("viewer").get(f"/api/v1/reviews/{review['id']}").json()["status"] == "pending"
+
+
+def test_concurrent_repeats_of_one_key_make_one_decision(as_role, app, code_host):
+    """A client retries before the first answer came: every copy gets the one decision."""
+    review = submit(as_role)
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def send():
+        barrier.wait()
+        answers.append(decide(as_role, review, key="burst"))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert len(code_host.performed) == 1
+    with app.state.db.sessionmaker() as session:
+        assert len(session.scalars(select(Decision).where(Decision.review_id == review["id"])).all()) == 1
