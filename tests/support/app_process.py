@@ -56,6 +56,13 @@ class AppProcess:
                     return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS")
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies wherever it is, with nothing flushed or finished."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
     def stop(self, timeout: float = 20) -> float:
         """SIGTERM and wait; returns the seconds the shutdown took."""
         start = time.monotonic()

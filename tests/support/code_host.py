@@ -30,10 +30,14 @@ class CodeHostServer:
     calls: list[Call] = field(default_factory=list)  # every call received
     performed: list[Call] = field(default_factory=list)  # every action carried out
     failing_until: float = 0.0  # time.monotonic() before which every call is answered 503
+    held: int = 0  # answers of performed actions being held back now (see hold_answers)
+    replayed: int = 0  # repeats of a performed action's key, answered without performing again
 
     def __post_init__(self):
         server = self
         lock = threading.Lock()
+        self._release = threading.Event()
+        self._release.set()
         answers: dict[str, tuple[int, bytes] | None] = {}  # key -> first answer (None: running)
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +52,7 @@ class CodeHostServer:
                         earlier = answers[key]
                         if earlier is None:
                             return self._answer(409, {"error": "a request with this Idempotency-Key is running"})
+                        server.replayed += 1
                         return self._send(*earlier)
                     if time.monotonic() < server.failing_until:
                         return self._answer(503, {"error": "unavailable"})
@@ -63,6 +68,12 @@ class CodeHostServer:
                         answers[key] = (200, payload)
                 if server.answer_delay_seconds:
                     time.sleep(server.answer_delay_seconds)
+                if not server._release.is_set():
+                    with lock:
+                        server.held += 1
+                    server._release.wait(30)
+                    with lock:
+                        server.held -= 1
                 self._send(200, payload)
 
             def _answer(self, status: int, body: dict) -> None:
@@ -87,6 +98,14 @@ class CodeHostServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
+    def hold_answers(self) -> None:
+        """Perform actions but keep their answers back until release_answers(): a caller killed
+        meanwhile has lost the answer of an action that was done."""
+        self._release.clear()
+
+    def release_answers(self) -> None:
+        self._release.set()
+
     def fail_for(self, seconds: float) -> None:
         """Answer every call 503 for this long from now."""
         self.failing_until = time.monotonic() + seconds
@@ -99,5 +118,6 @@ class CodeHostServer:
         return counts
 
     def close(self):
+        self._release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
