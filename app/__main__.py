@@ -1,5 +1,6 @@
 """Command line: `python -m app` runs the service (migrating the database first);
-`python -m app create-key NAME ROLE` prints a new API key; `python -m app migrate`."""
+`python -m app create-key NAME ROLE` prints a new API key; `python -m app revoke-key NAME`;
+`python -m app migrate`."""
 
 import argparse
 import gc
@@ -68,6 +69,23 @@ def create_key(args) -> None:
           file=sys.stderr)
 
 
+def revoke_key(args) -> None:
+    from app.auth.service import VERIFIED_KEY_TTL_SECONDS
+    from app.auth.service import revoke_key as revoke
+    from app.config import get_settings
+    from app.db import Database
+
+    settings = get_settings()
+    _migrate(settings)
+    db = Database(settings)
+    with db.sessionmaker() as session:
+        key = revoke(session=session, name=args.name)
+    if key is None:
+        sys.exit(f"no key named '{args.name}'")
+    print(f"revoked key '{key.name}' ({key.role.value}); running replicas refuse it within "
+          f"{VERIFIED_KEY_TTL_SECONDS:g} s", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -77,10 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("create-key", help="create an API key and print its token")
     p.add_argument("name")
     p.add_argument("role", choices=["pipeline", "reviewer", "viewer", "admin"])
+    p = sub.add_parser("revoke-key", help="revoke an API key by name")
+    p.add_argument("name")
     sub.add_parser("migrate", help="bring the database schema up to date")
     args = parser.parse_args(argv)
     if args.command == "create-key":
         create_key(args)
+    elif args.command == "revoke-key":
+        revoke_key(args)
     elif args.command == "migrate":
         from app.config import get_settings
 

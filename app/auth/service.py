@@ -29,6 +29,16 @@ def create_key(*, session: Session, name: str, role: Role) -> tuple[ApiKey, str]
     return key, token
 
 
+def revoke_key(*, session: Session, name: str) -> ApiKey | None:
+    """Mark the named key revoked (kept for the record); None if no key has that name. Replicas
+    that verified it recently go on accepting it for up to VERIFIED_KEY_TTL_SECONDS."""
+    key = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if key is not None:
+        key.revoked = True
+        session.commit()
+    return key
+
+
 class KeyVerifier:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[float, str, Role]] = {}

@@ -84,6 +84,9 @@ _FLAGS_REMOTE_PARENT = SPAN_FLAGS + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 _KIND = [SPAN_KIND + _varint(k + 1) for k in range(5)]
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _any_value(value) -> bytes:
     if value is None:
         return b""
@@ -92,6 +95,9 @@ def _any_value(value) -> bytes:
     if isinstance(value, str):
         return _len_field(ANY_STRING, value.encode("utf-8"))
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            # As the SDK's encoder: the attribute holding it is dropped (logged), never wrapped.
+            raise ValueError(f"{value} does not fit OTLP's int64")
         return ANY_INT + _varint(value & _UINT64)
     if isinstance(value, float):
         return ANY_DOUBLE + _double(value)

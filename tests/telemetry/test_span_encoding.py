@@ -87,6 +87,21 @@ def test_same_message_as_the_sdk_encoder_for_every_kind_of_content():
     assert (limited.dropped_attributes_count, limited.dropped_events_count, limited.dropped_links_count) == (1, 1, 1)
 
 
+def test_an_int_outside_int64_drops_its_attribute_as_the_sdk_does():
+    """The SDK's encoder refuses such an int and drops the attribute that holds it (alone, or in
+    a list or map); wrapping it would export a different number."""
+    tp, kept = provider(Resource({"service.name": "svc", "too.big": 2**64}))
+    tp.get_tracer("t").start_span("s", attributes={
+        "max": 2**63 - 1, "min": -(2**63), "over": 2**63, "under": -(2**63) - 1,
+        "in_list": (1, 2**70), "fine_list": (1, 2), "kept": "yes"}).end()
+    spans = kept.get_finished_spans()
+    got = ExportTraceServiceRequest.FromString(SpanEncoder().encode(spans))
+    assert got == encode_spans(spans)
+    span = got.resource_spans[0].scope_spans[0].spans[0]
+    assert [a.key for a in span.attributes] == ["max", "min", "fine_list", "kept"]
+    assert [a.key for a in got.resource_spans[0].resource.attributes] == ["service.name"]
+
+
 def test_the_attribute_cache_never_changes_the_output():
     spans = varied_spans()
     encoder = SpanEncoder()
