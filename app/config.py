@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     fault_delay_ratio: float = Field(0.0, ge=0, le=1, validation_alias="FAULT_DELAY_RATIO")
     fault_delay_seconds: float = Field(1.5, ge=0, le=30, validation_alias="FAULT_DELAY_SECONDS")
 
+    # Seconds between probes of the database for hitl.database.up (a SELECT 1 each).
+    db_probe_interval_seconds: float = Field(5.0, gt=0, validation_alias="DB_PROBE_INTERVAL_SECONDS")
     # Seconds between readings of the pending-queue gauges (a database query each).
     pending_gauge_refresh_seconds: float = Field(5.0, validation_alias="PENDING_GAUGE_REFRESH_SECONDS")
 

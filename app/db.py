@@ -69,22 +69,24 @@ def prepare_url(url: str) -> str:
     return url
 
 
+def connect_args(settings: Settings) -> dict:
+    """Driver arguments that bound every wait on the database (see the settings)."""
+    if settings.is_sqlite:
+        return {"check_same_thread": False, "timeout": settings.db_connect_timeout_seconds}
+    return {
+        "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
+        "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        # Notice a dead peer (a partition, not a clean close) in seconds, not hours.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+        "tcp_user_timeout": int(settings.db_statement_timeout_ms) + 1000,
+    }
+
+
 def make_engine(settings: Settings) -> Engine:
     url = prepare_url(settings.database_url)
-    connect_args: dict = {}
-    if settings.is_sqlite:
-        connect_args = {"check_same_thread": False, "timeout": settings.db_connect_timeout_seconds}
-    else:
-        connect_args = {
-            "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
-            # Notice a dead peer (a partition, not a clean close) in seconds, not hours.
-            "keepalives": 1,
-            "keepalives_idle": 5,
-            "keepalives_interval": 2,
-            "keepalives_count": 2,
-            "tcp_user_timeout": int(settings.db_statement_timeout_ms) + 1000,
-        }
     pool_class = type(
         "InstrumentedQueuePool", (InstrumentedQueuePool,), {"pool_name": _pool_name(url)}
     )
@@ -95,7 +97,7 @@ def make_engine(settings: Settings) -> Engine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=True,
-        connect_args=connect_args,
+        connect_args=connect_args(settings),
     )
     if settings.is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -11,6 +11,7 @@ from app.auth.service import KeyVerifier
 from app.cache import make_cache
 from app.config import Settings, get_settings
 from app.db import Database
+from app.health.probe import DatabaseProbe
 from app.health.router import router as health_router
 from app.reviews.flows import CodeHost, OutboxWorker
 from app.reviews.gauges import SharedStateGauge
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         max_entries=settings.memory_cache_max_entries,
     )
     code_host = CodeHost(settings.code_host_url, settings.code_host_token, settings.code_host_timeout_seconds)
+    probe = DatabaseProbe(settings, settings.db_probe_interval_seconds)
+    metrics.observe_database(probe)
     shared_state = SharedStateGauge(db.sessionmaker, settings.pending_gauge_refresh_seconds)
     metrics.set_shared_state_reader(shared_state.read)
 
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
             if outbox is not None:
                 outbox.stop(timeout=settings.code_host_timeout_seconds + 1)
             code_host.close()
+            probe.close()
             cache.close()
             db.engine.dispose()
             if telemetry is not None:

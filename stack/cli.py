@@ -205,6 +205,15 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop some services only (e.g. PostgreSQL, to see DatabaseDown); `up` starts them again."""
+    stack = make_stack()
+    for name in args.services:
+        result = process.stop(stack.pid_file(name), sig=STOP_SIGNALS.get(name, signal.SIGTERM), timeout=args.timeout)
+        say(f"{name}: {result}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     stack = make_stack()
     stack.opts.start_app = True
@@ -265,6 +274,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--purge", action="store_true",
                    help="also delete the run dir: every database, log, key and token of this stack")
 
+    s = sub.add_parser("stop", help="stop the named services only (`up` starts them again)")
+    s.add_argument("services", nargs="+", choices=SERVICE_ORDER, metavar="SERVICE",
+                   help=", ".join(SERVICE_ORDER))
+    s.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show which services run and whether they are healthy")
     return p
 
@@ -277,4 +290,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_up(args)
     if args.command == "down":
         return cmd_down(args)
+    if args.command == "stop":
+        return cmd_stop(args)
     return cmd_status(args)

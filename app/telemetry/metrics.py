@@ -191,6 +191,22 @@ _meter.create_observable_gauge(
     unit="s",
     description="Unix time of the reading behind the queue and outbox gauges: only fresh readings count.",
 )
+_database_probes: list = []
+
+
+def observe_database(probe) -> None:
+    """Report probe.up() as hitl.database.up (app/health/probe.py; the latest probe wins)."""
+    _database_probes[:] = [probe]
+
+
+_meter.create_observable_gauge(
+    "hitl.database.up",
+    callbacks=[lambda _: [
+        Observation(p.up(), {"db.system.name": p.system, _POOL: p.pool_name}) for p in list(_database_probes)
+    ]],
+    unit="",
+    description="1 while the database answers a probe query (SELECT 1 on a connection of its own), else 0.",
+)
 _meter.create_observable_counter(
     "hitl.cache.evictions",
     callbacks=[_evictions],

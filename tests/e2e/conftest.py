@@ -54,6 +54,16 @@ class NativeStack:
     collector_telemetry_url: str
     database_url: str
     redis_url: str
+    up_args: tuple[str, ...] = ()
+
+    def stop_service(self, name: str) -> None:
+        done = self.stack_command("stop", name, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    def start_service(self, name: str) -> None:
+        """`up` again: it starts what is not running and leaves the rest alone."""
+        done = self.stack_command("up", *self.up_args, "--skip-build", timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
     @property
     def collector_otlp_auth_http(self) -> str:
@@ -142,7 +152,11 @@ def native_stack(alert_sink: AlertSink, smtp_sink: SmtpSink) -> NativeStack:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update({"HITL_STACK_RUN": str(base / "run"), "HITL_STACK_PORT_OFFSET": str(TEST_PORT_OFFSET)})
     p = ports(TEST_PORT_OFFSET)
+    up_args = ("--no-app", "--flush-interval", FLUSH_INTERVAL, "--scrape-interval", "2s",
+               "--rule-eval-interval", RULE_EVAL_INTERVAL, "--fast-alerts",
+               "--alert-sink", alert_sink.url, "--alert-smtp", smtp_sink.address, "--timeout", "120")
     stack = NativeStack(
+        up_args=up_args,
         run_dir=base / "run",
         env=env,
         prometheus_url=f"http://{HOST}:{p['prometheus']}",
@@ -158,10 +172,7 @@ def native_stack(alert_sink: AlertSink, smtp_sink: SmtpSink) -> NativeStack:
     # A stack left over from an interrupted run is stopped and its data removed: the counts the
     # tests assert start from zero.
     stack.stack_command("down", "--purge", timeout=120)
-    up = stack.stack_command("up", "--no-app", "--flush-interval", FLUSH_INTERVAL, "--scrape-interval", "2s",
-                             "--rule-eval-interval", RULE_EVAL_INTERVAL, "--fast-alerts",
-                             "--alert-sink", alert_sink.url, "--alert-smtp", smtp_sink.address,
-                             "--timeout", "120", timeout=3600)
+    up = stack.stack_command("up", *up_args, timeout=3600)
     if up.returncode != 0:
         stack.stack_command("down")
         pytest.fail(f"python -m stack up failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-6000:]}")

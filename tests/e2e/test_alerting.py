@@ -159,3 +159,31 @@ def routed_elsewhere(stack, alertname: str) -> bool:
     alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts",
                        params={"filter": f'alertname="{alertname}"'}, timeout=10).json()
     return any(a["receivers"][0]["name"] != "email-info" for a in alerts)
+
+
+def test_postgresql_stopped_pages_database_down_within_the_plans_minute(stack, live_app, alert_sink):
+    """DatabaseDown from the service's own probe (hitl_database_up): PostgreSQL is stopped, the
+    page reaches PagerDuty within the plan's window (1 minute; the stack's `for` is capped at 5 s,
+    so this measures how fast the probe's 0 travels), and resolves once PostgreSQL is back."""
+    prom = stack.prometheus_url
+    probe = 'max(hitl_database_up{service_name="hitl-review", db_system_name="postgresql"})'
+    wait_for("the probe to report PostgreSQL up", lambda: [s for s in prom_query(prom, probe)
+                                                            if s["value"][1] == "1"], timeout=60)
+    assert not firing(prom, "DatabaseDown")
+    mark = len(alert_sink.notifications)
+    stopped = time.monotonic()
+    stack.stop_service("postgres")
+    try:
+        wait_for("DatabaseDown to fire in Prometheus", lambda: firing(prom, "DatabaseDown"), timeout=60)
+        delivered(stack, alert_sink, "a PagerDuty trigger for DatabaseDown", "pagerduty", "DatabaseDown",
+                  '"event_action": "trigger"', timeout=max(1, 60 - (time.monotonic() - stopped)))
+        paged_after = time.monotonic() - stopped
+        assert any("DatabaseDown" in n.text for n in alert_sink.notifications[mark:])
+    finally:
+        stack.start_service("postgres")
+    print(f"\nDatabaseDown paged {paged_after:.1f} s after PostgreSQL stopped")
+    assert paged_after < 60
+    delivered(stack, alert_sink, "a PagerDuty resolve for DatabaseDown", "pagerduty", "DatabaseDown",
+              '"event_action": "resolve"', timeout=120)
+    with live_app.client("viewer") as client:  # the service recovered by itself
+        wait_for("the service to answer again", lambda: client.get("/api/v1/stats").status_code == 200, timeout=60)

@@ -122,6 +122,12 @@ class ComposeStack:
         self("up", "--detach", "--wait", "--wait-timeout", str(int(timeout)), *(services or SERVICES),
              timeout=timeout + 60)
 
+    def stop_service(self, name: str) -> None:
+        self("stop", "--timeout", "20", name, timeout=120)
+
+    def start_service(self, name: str) -> None:
+        self.up(name)
+
     def down(self, *, volumes: bool) -> None:
         self("down", "--remove-orphans", "--timeout", "20", *(["--volumes"] if volumes else []), timeout=300)
 
