@@ -1,6 +1,6 @@
 """Command line: `python -m app` runs the service (migrating the database first);
 `python -m app create-key NAME ROLE` prints a new API key; `python -m app revoke-key NAME`;
-`python -m app migrate`."""
+`python -m app retry-failed-actions`; `python -m app migrate`."""
 
 import argparse
 import gc
@@ -86,6 +86,19 @@ def revoke_key(args) -> None:
           f"{VERIFIED_KEY_TTL_SECONDS:g} s", file=sys.stderr)
 
 
+def retry_failed_actions(args) -> None:
+    from app.config import get_settings
+    from app.db import Database
+    from app.reviews.flows import retry_failed
+
+    settings = get_settings()
+    _migrate(settings)
+    db = Database(settings)
+    with db.sessionmaker() as session:
+        count = retry_failed(session=session)
+    print(f"{count} failed action(s) due again; the replicas' outbox workers try each once more", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -97,12 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("role", choices=["pipeline", "reviewer", "viewer", "admin"])
     p = sub.add_parser("revoke-key", help="revoke an API key by name")
     p.add_argument("name")
+    sub.add_parser("retry-failed-actions", help="give every action that failed for good one more attempt")
     sub.add_parser("migrate", help="bring the database schema up to date")
     args = parser.parse_args(argv)
     if args.command == "create-key":
         create_key(args)
     elif args.command == "revoke-key":
         revoke_key(args)
+    elif args.command == "retry-failed-actions":
+        retry_failed_actions(args)
     elif args.command == "migrate":
         from app.config import get_settings
 

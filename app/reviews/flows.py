@@ -223,6 +223,22 @@ def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = N
     )
 
 
+def failed_for_good():
+    """The condition of actions that failed on every attempt: nothing due, status <action>_failed."""
+    return Decision.action_next_attempt_at.is_(None) & Decision.action_status.like("%\\_failed", escape="\\")
+
+
+def retry_failed(*, session: Session, now: datetime | None = None) -> int:
+    """Make every action that failed for good due now (an operator's `retry-failed-actions`, once
+    the code host works again): each gets one more attempt. Returns how many."""
+    count = session.execute(
+        update(Decision).where(failed_for_good()).values(action_next_attempt_at=now or utcnow()),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    session.commit()
+    return count
+
+
 class OutboxWorker:
     """A thread in every replica that carries out due actions: those whose deciding request failed
     (retried with backoff) and those whose attempt's lease ran out (its process died)."""

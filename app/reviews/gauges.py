@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from app.db import utcnow
+from app.reviews.flows import failed_for_good
 from app.reviews.models import ACTION_FOR_DECISION, Decision, Review, ReviewStatus, Severity
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def read_shared_state(sessions: sessionmaker, now: datetime | None = None) -> Sh
         ).one()
         failed_rows = session.execute(
             select(Decision.action, func.count())
-            .where(Decision.action_next_attempt_at.is_(None), Decision.action_status.like("%\\_failed", escape="\\"))
+            .where(failed_for_good())
             .group_by(Decision.action)
         ).all()
     pending = {s.value: (0, 0.0) for s in Severity}

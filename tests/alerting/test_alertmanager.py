@@ -41,6 +41,13 @@ CASES = [
     ("Watchdog -> heartbeat", {"alertname": "Watchdog", "severity": "none", "service": "prometheus"}, "heartbeat"),
     ("Watchdog -> heartbeat whatever its severity", {"alertname": "Watchdog", "severity": "critical"}, "heartbeat"),
     ("no severity -> Slack (catch-all)", {"alertname": "SomethingNew", "service": "hitl-review"}, "slack-warnings"),
+    ("production critical -> PagerDuty", {"alertname": "HighErrorRate", "severity": "critical", "service": "hitl-review",
+                                          "deployment_environment_name": "production"}, "pagerduty-critical"),
+    ("staging critical -> Slack, not the pager", {"alertname": "HighErrorRate", "severity": "critical", "service": "hitl-review",
+                                                  "deployment_environment_name": "staging"}, "slack-warnings"),
+    ("development SLO page -> Slack", {"alertname": "AvailabilitySLOBurnRate", "severity": "critical", "sloth_severity": "page",
+                                       "deployment_environment_name": "development"}, "slack-warnings"),
+    ("staging Watchdog -> heartbeat", {"alertname": "Watchdog", "severity": "none", "deployment_environment_name": "staging"}, "heartbeat"),
 ]
 
 
@@ -65,8 +72,8 @@ def test_every_alert_of_the_rules_reaches_its_receiver(binaries, rule):
     assert done.returncode == 0, f"{labels} went to {done.stdout.strip()!r}, want {expected}"
 
 
-def test_grouping_is_by_alertname_and_service():
-    assert CONFIG["route"]["group_by"] == ["alertname", "service"]
+def test_grouping_is_by_alertname_service_and_environment():
+    assert CONFIG["route"]["group_by"] == ["alertname", "service", "deployment_environment_name"]
     assert all("group_by" not in r for r in CONFIG["route"]["routes"]), "a sub-route regroups"
 
 
@@ -119,7 +126,8 @@ def alertmanager(binaries, tmp_path):
 
 
 def _state(alerts: list[dict]) -> dict[tuple, str]:
-    return {(a["labels"]["alertname"], a["labels"].get("service"), a["labels"].get("sloth_severity")):
+    return {(a["labels"]["alertname"], a["labels"].get("service"), a["labels"].get("sloth_severity"))
+            + ((env,) if (env := a["labels"].get("deployment_environment_name")) else ()):
             a["status"]["state"] for a in alerts}
 
 
@@ -145,8 +153,15 @@ def test_inhibitions(alertmanager):
         {"alertname": "NoSymptomCritical", "severity": "critical", **hitl},
         {"alertname": "NoSymptomWarning", "severity": "warning", **hitl},
         {"alertname": "Watchdog", "severity": "none", "symptom": "heartbeat", "service": "prometheus"},
+        # Environments do not silence each other: production's page leaves staging's warning.
+        {"alertname": "HighErrorRate", "severity": "critical", "symptom": "error-rate", "deployment_environment_name": "production", **hitl},
+        {"alertname": "ElevatedErrorRate", "severity": "warning", "symptom": "error-rate", "deployment_environment_name": "staging", **hitl},
+        {"alertname": "ElevatedErrorRate", "severity": "warning", "symptom": "error-rate", "deployment_environment_name": "production", **hitl},
     )
     expected = {
+        ("HighErrorRate", "hitl-review", None, "production"): "active",
+        ("ElevatedErrorRate", "hitl-review", None, "staging"): "active",
+        ("ElevatedErrorRate", "hitl-review", None, "production"): "suppressed",
         ("HighLatency", "hitl-review", None): "active",
         ("ElevatedLatency", "hitl-review", None): "suppressed",
         ("ElevatedErrorRate", "hitl-review", None): "active",

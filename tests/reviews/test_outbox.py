@@ -173,6 +173,37 @@ def test_failures_back_off_then_fail_for_good_and_are_counted(as_role, app, code
     assert len(code_host.performed) == 0 and len(code_host.calls) == 3
 
 
+def test_retry_failed_actions_gives_each_one_more_attempt(as_role, app, code_host, backend, monkeypatch, capsys):
+    """The runbook's mitigation: `python -m app retry-failed-actions` once the code host works."""
+    from app.__main__ import main
+    from app.config import get_settings
+
+    code_host.fail_next = 3
+    policy = RetryPolicy(lease_seconds=30, base_seconds=0.01, max_attempts=1)
+    failed = decide(as_role, submit(as_role)).json()["id"]  # attempt 1 fails; the settings allow 5
+    with app.state.db.sessionmaker() as session:
+        session.execute(update(Decision).where(Decision.id == failed).values(action_next_attempt_at=None))
+        session.commit()  # as if that was its last attempt
+    done = decide(as_role, submit(as_role), "reject").json()["id"]
+    assert stored(app, done).action_status == "close_failed"
+    expire_leases(app)
+    code_host.fail_next = 0
+    assert run_outbox(app, policy) == 1  # the close, still due; the merge is not
+    assert stored(app, done).action_status == "succeeded"
+    assert read_shared_state(app.state.db.sessionmaker).failed["merge"] == 1
+    monkeypatch.setenv("DATABASE_URL", backend["database_url"])
+    get_settings.cache_clear()
+    try:
+        main(["retry-failed-actions"])
+    finally:
+        get_settings.cache_clear()
+    assert "1 failed action(s) due again" in capsys.readouterr().err
+    assert run_outbox(app, policy) == 1
+    row = stored(app, failed)
+    assert (row.action_status, row.action_attempts, row.action_next_attempt_at) == ("succeeded", 2, None)
+    assert read_shared_state(app.state.db.sessionmaker).failed["merge"] == 0
+
+
 def test_backoff_doubles_within_jitter_and_is_capped():
     policy = RetryPolicy(lease_seconds=30, base_seconds=2, max_attempts=20)
     for attempt, seconds in ((1, 2), (2, 4), (3, 8), (4, 16)):
