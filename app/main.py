@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        probe.start()
+        shared_state.start()
         outbox = None
         if settings.action_retry_enabled:
             outbox = OutboxWorker(
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
             # uvicorn re-raises SIGTERM, so atexit never runs: flush telemetry here.
             if outbox is not None:
                 outbox.stop(timeout=settings.code_host_timeout_seconds + 1)
+            shared_state.stop()
             code_host.close()
             probe.close()
             cache.close()

@@ -2,19 +2,18 @@
 
 The probe has a connection of its own (a one-connection pool, checked on checkout), so an
 exhausted request pool is not mistaken for a database that is down, and it is not traced. It
-runs when the gauge is collected (every metric export), at most once per interval.
+runs on a thread of its own every interval (start()); the gauge reports the last result, so a
+database that hangs never stalls the metric export.
 """
 
 from __future__ import annotations
-
-import threading
-import time
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import _pool_name, connect_args, prepare_url
+from app.periodic import Periodic
 
 
 class DatabaseProbe:
@@ -26,23 +25,26 @@ class DatabaseProbe:
             url, pool_size=1, max_overflow=0, pool_timeout=settings.db_connect_timeout_seconds,
             pool_pre_ping=True, connect_args=connect_args(settings),
         )
-        self._interval = interval_seconds
-        self._lock = threading.Lock()
-        self._at = float("-inf")
-        self._up = 0
+        self._up: int | None = None
+        self._runner = Periodic("database-probe", interval_seconds, self.probe)
 
-    def up(self) -> int:
-        """1 if `SELECT 1` answered (now, or within the interval), else 0."""
-        with self._lock:
-            if time.monotonic() - self._at >= self._interval:
-                try:
-                    with self._engine.connect() as conn:
-                        conn.execute(text("SELECT 1"))
-                    self._up = 1
-                except Exception:  # noqa: BLE001 - any failure to answer is "down"
-                    self._up = 0
-                self._at = time.monotonic()
-            return self._up
+    def start(self) -> None:
+        self._runner.start()
+
+    def probe(self) -> int:
+        """SELECT 1 now: 1 if it answered, else 0 (also what up() reports from now on)."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            self._up = 1
+        except Exception:  # noqa: BLE001 - any failure to answer is "down"
+            self._up = 0
+        return self._up
+
+    def up(self) -> int | None:
+        """The last probe's result (None before the first: nothing is reported yet)."""
+        return self._up
 
     def close(self) -> None:
+        self._runner.stop()
         self._engine.dispose()

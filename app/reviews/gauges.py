@@ -10,8 +10,6 @@ recording rules keep only fresh readings and take one value across replicas inst
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from app.db import utcnow
+from app.periodic import Periodic
 from app.reviews.flows import failed_for_good
 from app.reviews.models import ACTION_FOR_DECISION, Decision, Review, ReviewStatus, Severity
 
@@ -79,25 +78,28 @@ def _age(now: datetime, then: datetime | None) -> float:
 
 
 class SharedStateGauge:
-    """Reads the shared state for the gauges at most once per refresh interval; when the
-    database cannot be read it keeps the last reading (whose time then stops advancing)."""
+    """Reads the shared state on a thread of its own every refresh interval (start()); the gauges
+    report the last reading, so an unreachable database never stalls the metric export. When the
+    database cannot be read the last reading stays, and its time stops advancing."""
 
     def __init__(self, sessions: sessionmaker, refresh_seconds: float):
         self._sessions = sessions
-        self._refresh = refresh_seconds
-        self._lock = threading.Lock()
-        self._at = float("-inf")
         self._value = SharedState(read_at=0.0)
+        self._runner = Periodic("shared-state-reader", refresh_seconds, self.refresh)
+
+    def start(self) -> None:
+        self._runner.start()
+
+    def stop(self) -> None:
+        self._runner.stop()
+
+    def refresh(self) -> SharedState:
+        try:
+            with suppress_instrumentation():
+                self._value = read_shared_state(self._sessions)
+        except Exception:  # noqa: BLE001 - database down: keep the last reading
+            log.warning("shared state reading failed", exc_info=False)
+        return self._value
 
     def read(self) -> SharedState:
-        with self._lock:
-            if time.monotonic() - self._at < self._refresh:
-                return self._value
-            try:
-                with suppress_instrumentation():
-                    self._value = read_shared_state(self._sessions)
-            except Exception:  # noqa: BLE001 - database down: report the last reading
-                log.warning("shared state reading failed", exc_info=False)
-            finally:
-                self._at = time.monotonic()
-            return self._value
+        return self._value

@@ -202,7 +202,8 @@ def observe_database(probe) -> None:
 _meter.create_observable_gauge(
     "hitl.database.up",
     callbacks=[lambda _: [
-        Observation(p.up(), {"db.system.name": p.system, _POOL: p.pool_name}) for p in list(_database_probes)
+        Observation(up, {"db.system.name": p.system, _POOL: p.pool_name})
+        for p in list(_database_probes) if (up := p.up()) is not None
     ]],
     unit="",
     description="1 while the database answers a probe query (SELECT 1 on a connection of its own), else 0.",

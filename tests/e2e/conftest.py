@@ -209,6 +209,28 @@ class LiveApp:
         headers = {"X-API-Key": self.keys[role]} if role else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
+    def start_another(self, stack, name: str, tmp_path, attributes: str = "deployment.environment.name=e2e"):
+        """A second process of the service (compose: a second container of the app service, as a
+        scaled-out or rolling deployment runs one). Returns a function that SIGKILLs it."""
+        if self.process is None:
+            container = f"hitl-test-app-{name}"
+            stack("run", "--detach", "--no-deps", "--name", container, "--env",
+                  f"OTEL_RESOURCE_ATTRIBUTES={attributes}", "app")
+            return lambda: subprocess.run(["docker", "rm", "--force", container], env=stack.env,
+                                          capture_output=True, timeout=60)
+        other = AppProcess(env=self.env | {"OTEL_RESOURCE_ATTRIBUTES": attributes}, log_path=tmp_path / f"app-{name}.log")
+        return other.kill
+
+    def app_command(self, stack, *argv: str) -> str:
+        """`python -m app ARGV` against the service's database (compose: inside its container)."""
+        if self.process is None:
+            return stack.exec("app", "env", "OTEL_SDK_DISABLED=true", "python", "-m", "app", *argv)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | self.env | {"OTEL_SDK_DISABLED": "true"}
+        done = subprocess.run([sys.executable, "-m", "app", *argv], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
 
 def create_key(env: dict[str, str], role: str) -> str:
     done = subprocess.run([sys.executable, "-m", "app", "create-key", f"e2e-{role}", role], env=env, cwd=REPO,
@@ -271,7 +293,7 @@ BUSINESS_CHECKS = {
         'sum by (hitl_decision) (hitl_decision_duration_seconds_count{service_name="hitl-review"})',
         ("hitl_decision",), lambda t: {(k,): float(v) for k, v in t.decided.items()}),
     "pending reviews by severity": (
-        'sum by (hitl_review_severity) (hitl_reviews_pending{service_name="hitl-review"}) > 0',
+        'sum by (hitl_review_severity) (service_severity:hitl_reviews_pending:newest{service_name="hitl-review"}) > 0',
         ("hitl_review_severity",), lambda t: {(k,): float(v) for k, v in t.pending.items() if v}),
     # The code host refused the first two actions (two failures), then every action succeeded:
     # one success per decision.

@@ -130,17 +130,7 @@ def test_a_new_version_is_announced_by_e_mail(stack, live_app, smtp_sink, tmp_pa
 
     version = "0.2.0-e2e"
     attributes = f"deployment.environment.name=e2e,service.version={version}"
-    if live_app.process is None:
-        # compose: a second container of the app service, as a rolling deployment starts one.
-        name = "hitl-test-app-next-version"
-        stack("run", "--detach", "--no-deps", "--name", name, "--env", f"OTEL_RESOURCE_ATTRIBUTES={attributes}", "app")
-
-        def stop():
-            subprocess.run(["docker", "rm", "--force", name], env=stack.env, capture_output=True, timeout=60)
-    else:
-        new = AppProcess(env=live_app.env | {"OTEL_RESOURCE_ATTRIBUTES": attributes},
-                         log_path=tmp_path / "app-new-version.log")
-        stop = new.stop
+    stop = live_app.start_another(stack, "next-version", tmp_path, attributes)
     try:
         wait_for(f"DeploymentStarted for {version} in Prometheus", lambda: prom_query(
             stack.prometheus_url,
@@ -161,7 +151,40 @@ def routed_elsewhere(stack, alertname: str) -> bool:
     return any(a["receivers"][0]["name"] != "email-info" for a in alerts)
 
 
-def test_postgresql_stopped_pages_database_down_within_the_plans_minute(stack, live_app, alert_sink):
+def test_an_action_that_fails_on_every_attempt_warns_until_it_is_retried(stack, live_app, alert_sink, traffic):
+    """ActionsFailed end to end: the code host refuses a merge on every attempt (the backoff runs
+    out in seconds with the e2e settings), Slack hears of it; the runbook's mitigation
+    (`python -m app retry-failed-actions` once the code host works) carries it out and resolves it."""
+    from tests.support.factories import decision_body, review_body
+
+    prom = stack.prometheus_url
+    code_host = live_app.code_host
+    code_host.fail_for(600)
+    try:
+        with live_app.client("pipeline") as client:
+            review = client.post("/api/v1/reviews", json=review_body()).json()
+        with live_app.client("reviewer") as client:
+            decision = client.post(f"/api/v1/reviews/{review['id']}/decisions", json=decision_body("approve")).json()
+            assert decision["action_status"] == "merge_failed"
+
+            def attempts_done():
+                row = client.get(f"/api/v1/decisions/{decision['id']}").json()
+                return row["action_attempts"] >= 5 and row
+            wait_for("every attempt of the merge to fail", attempts_done, timeout=60)
+        wait_for("ActionsFailed to fire in Prometheus", lambda: firing(prom, "ActionsFailed"), timeout=90)
+        delivered(stack, alert_sink, "ActionsFailed on Slack", "slack", "ActionsFailed", "FIRING", "merge")
+    finally:
+        code_host.failing_until = 0.0
+    performed_before = len(code_host.performed)
+    assert "1 failed action(s) due again" in live_app.app_command(stack, "retry-failed-actions")
+    with live_app.client("viewer") as client:
+        wait_for("the retried merge to succeed", lambda: client.get(
+            f"/api/v1/decisions/{decision['id']}").json()["action_status"] == "succeeded", timeout=30)
+    assert len(code_host.performed) == performed_before + 1
+    delivered(stack, alert_sink, "ActionsFailed resolved on Slack", "slack", "ActionsFailed", "RESOLVED", timeout=120)
+
+
+def test_postgresql_stopped_pages_database_down_within_the_plans_minute(stack, live_app, alert_sink, traffic):
     """DatabaseDown from the service's own probe (hitl_database_up): PostgreSQL is stopped, the
     page reaches PagerDuty within the plan's window (1 minute; the stack's `for` is capped at 5 s,
     so this measures how fast the probe's 0 travels), and resolves once PostgreSQL is back."""
@@ -174,14 +197,19 @@ def test_postgresql_stopped_pages_database_down_within_the_plans_minute(stack, l
     stopped = time.monotonic()
     stack.stop_service("postgres")
     try:
-        wait_for("DatabaseDown to fire in Prometheus", lambda: firing(prom, "DatabaseDown"), timeout=60)
+        wait_for("the probe's 0 in Prometheus", lambda: [s for s in prom_query(prom, probe) if s["value"][1] == "0"],
+                 timeout=60, interval=0.5)
+        seen_down = time.monotonic() - stopped
+        wait_for("DatabaseDown to fire in Prometheus", lambda: firing(prom, "DatabaseDown"), timeout=60, interval=0.5)
+        fired = time.monotonic() - stopped
         delivered(stack, alert_sink, "a PagerDuty trigger for DatabaseDown", "pagerduty", "DatabaseDown",
                   '"event_action": "trigger"', timeout=max(1, 60 - (time.monotonic() - stopped)))
         paged_after = time.monotonic() - stopped
         assert any("DatabaseDown" in n.text for n in alert_sink.notifications[mark:])
     finally:
         stack.start_service("postgres")
-    print(f"\nDatabaseDown paged {paged_after:.1f} s after PostgreSQL stopped")
+    print(f"\nPostgreSQL stopped: probe 0 in Prometheus after {seen_down:.1f} s, DatabaseDown firing after "
+          f"{fired:.1f} s (for: capped at 5 s), PagerDuty paged after {paged_after:.1f} s")
     assert paged_after < 60
     delivered(stack, alert_sink, "a PagerDuty resolve for DatabaseDown", "pagerduty", "DatabaseDown",
               '"event_action": "resolve"', timeout=120)

@@ -159,3 +159,44 @@ def test_the_authenticated_otlp_receiver_wants_its_bearer_token(stack):
 def test_the_simulator_and_the_service_form_a_service_graph_edge(stack, simulator_edge):
     assert simulator_edge["callCount"] > 0
     assert (simulator_edge["parent"], simulator_edge["child"]) == ("hitl-simulator", "hitl-review")
+
+
+def test_the_queue_is_counted_once_however_many_processes_reported_it(stack, live_app, traffic, tmp_path):
+    """A second process of the service reports the same database's queue, then is SIGKILLed: its
+    last reading stays in the collector (for an hour), yet the Business dashboard's "Waiting for a
+    decision" panel shows the database's count, not twice it."""
+    from dashboards.queries import panel_queries
+    from tests.e2e.backends import prom_query
+    from tests.support.factories import review_body
+
+    panel = next(q for q in panel_queries({"env": "e2e", "service": "hitl-review"})
+                 if q.where.startswith("HITL / Business / Waiting for a decision"))
+    prom = stack.prometheus_url
+    readers = 'hitl_shared_state_reading_time_seconds{service_name="hitl-review"}'
+    before = {s["metric"]["instance"] for s in prom_query(prom, readers)}
+    with live_app.client("pipeline") as client:
+        for _ in range(3):  # something waiting, whatever the earlier tests left
+            assert client.post("/api/v1/reviews", json=review_body()).status_code == 201
+
+    def waiting_in_the_database() -> int:
+        with live_app.client("viewer") as client:
+            return sum(client.get("/api/v1/stats").json()["pending_by_severity"].values())
+
+    def panel_value() -> float | None:
+        result = prom_query(prom, panel.text)
+        return float(result[0]["value"][1]) if result else None
+
+    kill = live_app.start_another(stack, "second-replica", tmp_path)
+    try:
+        wait_for("the second process's reading in Prometheus",
+                 lambda: {s["metric"]["instance"] for s in prom_query(prom, readers)} - before, timeout=90)
+    finally:
+        kill()
+    expected = waiting_in_the_database()
+    assert expected > 0
+    naive = 'sum(hitl_reviews_pending{service_name="hitl-review", deployment_environment_name="e2e"})'
+    wait_for("the stopped process's reading to be older than the live one's",
+             lambda: panel_value() == expected, timeout=60)
+    stale = float(prom_query(prom, naive)[0]["value"][1])
+    assert stale >= 2 * expected, f"the naive sum ({stale}) should count the stopped process too"
+    print(f"\nwaiting reviews: database {expected}, panel {panel_value():g}, naive sum over processes {stale:g}")

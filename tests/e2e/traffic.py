@@ -59,14 +59,16 @@ def drive(app, traffic: Traffic) -> Traffic:
         call(clients["admin"], "PUT", FAULTS, 200, json=faults)
 
     # Submissions: created, idempotent repeats, invalid, unauthenticated, wrong role.
-    reviews = []
+    reviews, bodies = [], []
     for severity, n in SEVERITIES.items():
         for _ in range(n):
-            r = call(clients["pipeline"], "POST", REVIEWS, 201, json=review_body(severity=severity))
+            bodies.append(review_body(severity=severity))
+            r = call(clients["pipeline"], "POST", REVIEWS, 201, json=bodies[-1])
             reviews.append(r.json())
             traffic.created[severity] += 1
-    for review in reviews[:2]:
-        call(clients["pipeline"], "POST", REVIEWS, 200, json=review_body(apv_code=review["apv_code"]))
+    for body in bodies[:2]:  # the same APV again: the stored review
+        call(clients["pipeline"], "POST", REVIEWS, 200, json=body)
+    call(clients["pipeline"], "POST", REVIEWS, 409, json={**bodies[0], "priority": bodies[0]["priority"] % 10 + 1})
     for bad in ({}, {"apv_code": "not-an-apv"}, review_body(cvss_score=11)):
         call(clients["pipeline"], "POST", REVIEWS, 422, json=bad)
     call(anonymous, "POST", REVIEWS, 401, json=review_body())
