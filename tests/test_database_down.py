@@ -31,6 +31,8 @@ def proxied(postgres_admin_url):
         {"database_url": proxied_url, "redis_url": None},
         DB_CONNECT_TIMEOUT_SECONDS=2,
         DB_POOL_TIMEOUT_SECONDS=2,
+        DB_PROBE_INTERVAL_SECONDS=0.5,
+        PENDING_GAUGE_REFRESH_SECONDS=0.5,
     )
     app = create_app(settings)
     with app.state.db.sessionmaker() as session:
@@ -73,3 +75,24 @@ def test_database_outage_is_a_quick_503_and_loses_nothing(proxied):
     # The decision refused during the outage left nothing half-done: it can be made now.
     assert client.get(f"/api/v1/reviews/{accepted[0]['id']}/decisions", headers=reviewer).json()["decisions"] == []
     assert client.post(f"/api/v1/reviews/{accepted[0]['id']}/decisions", json=decision_body(), headers=reviewer).status_code == 201
+
+
+def test_the_probe_and_the_shared_state_reading_follow_the_outage(proxied):
+    """hitl.database.up goes to 0 within a probe interval or two (the probe's own connection
+    notices), back to 1 after; the shared-state reading keeps its last value and time meanwhile."""
+    client, proxy, _ = proxied
+    app = client.app
+    probe = app.state.database_probe
+    wait_for("a first probe", lambda: probe.up() == 1, timeout=10, interval=0.1)
+    before = wait_for("a first reading", lambda: app.state.shared_state.read().read_at, timeout=10, interval=0.1)
+    proxy.down()
+    went_down = time.monotonic()
+    wait_for("the probe to report the database down", lambda: probe.up() == 0, timeout=15, interval=0.1)
+    print(f"\nprobe: 0 after {time.monotonic() - went_down:.1f} s")
+    time.sleep(1)
+    stuck = app.state.shared_state.read().read_at
+    time.sleep(1.5)
+    assert app.state.shared_state.read().read_at == stuck >= before  # no new reading while down
+    proxy.up()
+    wait_for("the probe to report the database up", lambda: probe.up() == 1, timeout=15, interval=0.1)
+    wait_for("a new reading", lambda: app.state.shared_state.read().read_at > stuck, timeout=15, interval=0.1)

@@ -8,6 +8,8 @@ database that hangs never stalls the metric export.
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -26,6 +28,7 @@ class DatabaseProbe:
             pool_pre_ping=True, connect_args=connect_args(settings),
         )
         self._up: int | None = None
+        self.probed_at = 0.0  # Unix time of the last probe: a stopped process's stops advancing
         self._runner = Periodic("database-probe", interval_seconds, self.probe)
 
     def start(self) -> None:
@@ -39,6 +42,7 @@ class DatabaseProbe:
             self._up = 1
         except Exception:  # noqa: BLE001 - any failure to answer is "down"
             self._up = 0
+        self.probed_at = time.time()
         return self._up
 
     def up(self) -> int | None:

@@ -208,6 +208,15 @@ _meter.create_observable_gauge(
     unit="",
     description="1 while the database answers a probe query (SELECT 1 on a connection of its own), else 0.",
 )
+_meter.create_observable_gauge(
+    "hitl.database.probe.time",
+    callbacks=[lambda _: [
+        Observation(p.probed_at, {"db.system.name": p.system, _POOL: p.pool_name})
+        for p in list(_database_probes) if p.up() is not None
+    ]],
+    unit="s",
+    description="Unix time of the last database probe: a process whose probes stopped is not counted.",
+)
 _meter.create_observable_counter(
     "hitl.cache.evictions",
     callbacks=[_evictions],

@@ -11,7 +11,6 @@ them back (by diluting the window with good traffic, as a recovered service does
 
 from __future__ import annotations
 
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -126,8 +125,6 @@ def test_faults_page_and_warn_on_the_right_routes_and_resolve(stack, live_app, a
 def test_a_new_version_is_announced_by_e_mail(stack, live_app, smtp_sink, tmp_path):
     """DeploymentStarted from the real signal: a process of another service.version starts
     reporting next to the running one. Info alerts go to e-mail (and only there)."""
-    from tests.support.app_process import AppProcess
-
     version = "0.2.0-e2e"
     attributes = f"deployment.environment.name=e2e,service.version={version}"
     stop = live_app.start_another(stack, "next-version", tmp_path, attributes)
@@ -189,9 +186,13 @@ def test_postgresql_stopped_pages_database_down_within_the_plans_minute(stack, l
     page reaches PagerDuty within the plan's window (1 minute; the stack's `for` is capped at 5 s,
     so this measures how fast the probe's 0 travels), and resolves once PostgreSQL is back."""
     prom = stack.prometheus_url
-    probe = 'max(hitl_database_up{service_name="hitl-review", db_system_name="postgresql"})'
-    wait_for("the probe to report PostgreSQL up", lambda: [s for s in prom_query(prom, probe)
-                                                            if s["value"][1] == "1"], timeout=60)
+    fresh = 'and on (job, instance) (time() - hitl_database_probe_time_seconds < 45)'
+    probe = f'max(hitl_database_up{{service_name="hitl-review", db_system_name="postgresql"}} {fresh})'
+    # Steady state: only the live process's probes are fresh (earlier tests stopped others; a
+    # stopped process's last probe counts for up to 45 s, see the rule).
+    wait_for("the live process alone to probe PostgreSQL, and find it up", lambda: [
+        s for s in prom_query(prom, f'count(hitl_database_up{{service_name="hitl-review"}} {fresh}) == 1')
+    ] and [s for s in prom_query(prom, probe) if s["value"][1] == "1"], timeout=90)
     assert not firing(prom, "DatabaseDown")
     mark = len(alert_sink.notifications)
     stopped = time.monotonic()
