@@ -96,7 +96,7 @@ def retry_failed_actions(args) -> None:
     db = Database(settings)
     with db.sessionmaker() as session:
         count = retry_failed(session=session)
-    print(f"{count} failed action(s) due again; the replicas' outbox workers try each once more", file=sys.stderr)
+    print(f"{count} failed action(s) due again; the replicas' outbox workers try each once more")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -197,7 +197,7 @@ def test_retry_failed_actions_gives_each_one_more_attempt(as_role, app, code_hos
         main(["retry-failed-actions"])
     finally:
         get_settings.cache_clear()
-    assert "1 failed action(s) due again" in capsys.readouterr().err
+    assert "1 failed action(s) due again" in capsys.readouterr().out
     assert run_outbox(app, policy) == 1
     row = stored(app, failed)
     assert (row.action_status, row.action_attempts, row.action_next_attempt_at) == ("succeeded", 2, None)
