@@ -32,3 +32,13 @@ def test_an_unreachable_database_is_0_within_the_connect_timeout():
         assert "secret-password" not in probe.pool_name
     finally:
         probe.close()
+
+
+def test_the_application_can_start_twice(app):
+    """Test clients (and schemathesis) run the lifespan more than once: the readers restart."""
+    from fastapi.testclient import TestClient
+
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.get("/health/ready").status_code == 200
+            assert app.state.database_probe.probe() == 1
