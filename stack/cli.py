@@ -188,13 +188,16 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def stop_services(stack, names, *, timeout: float, verbose: bool = True) -> None:
+    for name in names:
+        result = process.stop(stack.pid_file(name), sig=STOP_SIGNALS.get(name, signal.SIGTERM), timeout=timeout)
+        if result != "not running" or verbose:
+            say(f"{name}: {result}")
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     stack = make_stack()
-    for name in reversed(SERVICE_ORDER):
-        result = process.stop(stack.pid_file(name), sig=STOP_SIGNALS.get(name, signal.SIGTERM),
-                              timeout=args.timeout)
-        if result != "not running" or args.verbose:
-            say(f"{name}: {result}")
+    stop_services(stack, reversed(SERVICE_ORDER), timeout=args.timeout, verbose=args.verbose)
     if args.purge:
         # PostgreSQL's data may live outside the run dir (as root, see Stack.pg_dir).
         pg = stack.data / "postgres"
@@ -207,10 +210,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop some services only (e.g. PostgreSQL, to see DatabaseDown); `up` starts them again."""
-    stack = make_stack()
-    for name in args.services:
-        result = process.stop(stack.pid_file(name), sig=STOP_SIGNALS.get(name, signal.SIGTERM), timeout=args.timeout)
-        say(f"{name}: {result}")
+    stop_services(make_stack(), args.services, timeout=args.timeout)
     return 0
 
 

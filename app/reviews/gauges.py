@@ -20,12 +20,9 @@ from sqlalchemy.orm import sessionmaker
 from app.db import utcnow
 from app.periodic import Periodic
 from app.reviews.flows import failed_for_good
-from app.reviews.models import ACTION_FOR_DECISION, Decision, Review, ReviewStatus, Severity
+from app.reviews.models import ACTION_FOR_DECISION, WAITING, Decision, Review, Severity
 
 log = logging.getLogger(__name__)
-
-WAITING = (ReviewStatus.pending, ReviewStatus.escalated)
-
 
 @dataclass(frozen=True)
 class SharedState:

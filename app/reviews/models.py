@@ -48,6 +48,10 @@ class ReviewStatus(str, enum.Enum):
     escalated = "escalated"
 
 
+# The states in which a review waits for a person (the queue).
+WAITING = (ReviewStatus.pending, ReviewStatus.escalated)
+
+
 class DecisionKind(str, enum.Enum):
     approve = "approve"
     reject = "reject"

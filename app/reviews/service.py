@@ -15,11 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.cache import Cache
+from app.config import Settings
 from app.db import UTCDateTime, utcnow
 from app.reviews import flows
 from app.reviews.flows import NO_CODE_HOST, CodeHost, RetryPolicy
 from app.reviews.models import (
     ACTION_FOR_DECISION,
+    WAITING,
     Decision,
     DecisionKind,
     Review,
@@ -35,8 +37,11 @@ tracer = trace.get_tracer("hitl-review")
 
 STATS_KEY = "hitl:stats:v1"
 # The settings' defaults (app/config.py); callers pass the configured policy.
-DEFAULT_POLICY = RetryPolicy(lease_seconds=30.0, base_seconds=2.0, max_attempts=5)
-WAITING = (ReviewStatus.pending, ReviewStatus.escalated)
+DEFAULT_POLICY = RetryPolicy(**{
+    name: Settings.model_fields[field].default
+    for name, field in (("lease_seconds", "action_lease_seconds"), ("base_seconds", "action_retry_base_seconds"),
+                        ("max_attempts", "action_max_attempts"))
+})
 
 
 class Conflict(Exception):
