@@ -195,11 +195,22 @@ def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = N
         .where(Decision.action_next_attempt_at.is_not(None), Decision.action_next_attempt_at <= now)
         .order_by(Decision.action_next_attempt_at)
         .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer and no FOR UPDATE
     )
+    if session.get_bind().dialect.name == "sqlite":
+        # One writer: the single UPDATE is atomic; a SELECT first would only add a lock upgrade.
+        target = Decision.id.in_(due.scalar_subquery())
+    else:
+        # Lock first, then update by id. One `UPDATE … WHERE id IN (SELECT … SKIP LOCKED LIMIT 1)`
+        # can update several rows on PostgreSQL: a concurrent update makes it re-check the join,
+        # which re-runs the subquery and picks another row (seen in CI with eight workers).
+        decision_id = session.execute(due.with_for_update(skip_locked=True)).scalar_one_or_none()
+        if decision_id is None:
+            session.rollback()
+            return None
+        target = Decision.id == decision_id
     row = session.execute(
         update(Decision)
-        .where(Decision.id.in_(due.scalar_subquery()))
+        .where(target)
         .values(
             action_attempts=Decision.action_attempts + 1,
             action_next_attempt_at=now + timedelta(seconds=policy.lease_seconds),
