@@ -10,13 +10,14 @@
 # Usage:  stack/build.sh [--jobs N] [TARGET...]     build (default: all targets)
 #         stack/build.sh --paths                    print BINARY=PATH for every binary, build nothing
 #         stack/build.sh --list                     print the targets
-# Targets: otelcol-hitl jaeger prometheus alertmanager victoria-logs sloth
+# Targets: otelcol-hitl otelcol-hitl-agent jaeger prometheus alertmanager victoria-logs sloth
 #          composecheck (only when named: the compose.yaml validator of tests/compose, not part
 #          of the running stack)
 #          compose (only when named: the docker-compose CLI the tests/compose tests run)
 #
 # How each one is built (found by trying; see the comments at each target):
 #   otelcol-hitl   OpenTelemetry Collector Builder with otel-collector/builder-config.yaml
+#   otelcol-hitl-agent  the same, with otel-collector/agent-builder-config.yaml
 #   prometheus     go install (v0.316.0's go.mod has no replace/exclude lines, so this works)
 #   alertmanager   a copy of the module plus placeholder UI assets (the module lacks them)
 #   jaeger         wrapper module stack/gomod/jaeger (upstream go.mod has a replace line)
@@ -52,15 +53,17 @@ export CGO_ENABLED=0
 LDFLAGS_BASE="-s -w"
 
 # Longest builds first, so two parallel slots finish close together.
-ALL_TARGETS=(otelcol-hitl jaeger prometheus alertmanager victoria-logs sloth)
+ALL_TARGETS=(otelcol-hitl jaeger otelcol-hitl-agent prometheus alertmanager victoria-logs sloth)
 # Built only when named on the command line (or with --paths composecheck).
 EXTRA_TARGETS=(composecheck compose)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# The collector's cache directory includes a hash of the manifest: adding a component to
-# builder-config.yaml must produce a new binary even though OTELCOL_VERSION did not change.
-manifest_hash() { sha256sum "$REPO_ROOT/otel-collector/builder-config.yaml" | cut -c1-8; }
+# A collector's cache directory includes a hash of its manifest: adding a component to
+# a builder manifest must produce a new binary even though OTELCOL_VERSION did not change.
+manifest_of() { case $1 in otelcol-hitl) echo "$REPO_ROOT/otel-collector/builder-config.yaml" ;;
+                           otelcol-hitl-agent) echo "$REPO_ROOT/otel-collector/agent-builder-config.yaml" ;; esac; }
+manifest_hash() { sha256sum "$(manifest_of "$1")" | cut -c1-8; }
 
 # composecheck: the compose-go version its go.mod requires, plus a hash of its sources, so an
 # edit to main.go or a bumped go.mod gives a new cache directory.
@@ -79,7 +82,7 @@ compose_hash() { cat "$COMPOSE_DIR/go.mod" "$COMPOSE_DIR/go.sum" | sha256sum | c
 # target -> "<dir-name> <binary> [<binary>...]"
 target_spec() {
   case $1 in
-    otelcol-hitl)  echo "otelcol-hitl-$OTELCOL_VERSION-$(manifest_hash) otelcol-hitl" ;;
+    otelcol-hitl|otelcol-hitl-agent) echo "$1-$OTELCOL_VERSION-$(manifest_hash "$1") $1" ;;
     prometheus)    echo "prometheus-$PROMETHEUS_VERSION prometheus promtool" ;;
     alertmanager)  echo "alertmanager-$ALERTMANAGER_VERSION alertmanager amtool" ;;
     jaeger)        echo "jaeger-$JAEGER_VERSION jaeger" ;;
@@ -105,23 +108,27 @@ module_dir() {
 
 # ---- one function per target; each gets the output directory as $1 -------------------------
 
-build_otelcol-hitl() {
-  local out=$1 work=$WORK_ROOT/otelcol-hitl-$OTELCOL_VERSION manifest=$REPO_ROOT/otel-collector/builder-config.yaml
+# Both collectors (the gateway/single-node one and the agent): one builder, one manifest each.
+build_collector() {
+  local name=$1 out=$2 work=$WORK_ROOT/$1-$OTELCOL_VERSION manifest
+  manifest=$(manifest_of "$name")
   # Every collector component must be at the pinned release (core beta modules v0.X, contrib
   # v0.X, core stable modules v$OTELCOL_STABLE_MODULE_VERSION); refuse a drifted manifest.
   local drift
   drift=$(grep -E '^\s*-\s*gomod:' "$manifest" | grep -vE " v(${OTELCOL_VERSION//./\\.}|${OTELCOL_STABLE_MODULE_VERSION//./\\.})\s*$" || true)
   if [[ -n $drift ]]; then
-    echo "builder-config.yaml has modules not at v$OTELCOL_VERSION / v$OTELCOL_STABLE_MODULE_VERSION:"; echo "$drift"; return 1
+    echo "$(basename "$manifest") has modules not at v$OTELCOL_VERSION / v$OTELCOL_STABLE_MODULE_VERSION:"; echo "$drift"; return 1
   fi
   mkdir -p "$work/ocb"
   GOBIN=$work/ocb go install -ldflags "$LDFLAGS_BASE" "go.opentelemetry.io/collector/cmd/builder@v$OTELCOL_VERSION"
-  rm -rf "$work/otelcol-hitl-dist"
-  # output_path in the manifest is relative; the builder runs in $work. The builder itself
-  # compiles with -trimpath and -ldflags "-s -w".
+  rm -rf "$work/$name-dist"
+  # output_path in the manifest is relative (./<name>-dist); the builder runs in $work. The
+  # builder itself compiles with -trimpath and -ldflags "-s -w".
   (cd "$work" && ./ocb/builder --config "$manifest")
-  cp "$work/otelcol-hitl-dist/otelcol-hitl" "$out/"
+  cp "$work/$name-dist/$name" "$out/"
 }
+build_otelcol-hitl() { build_collector otelcol-hitl "$1"; }
+build_otelcol-hitl-agent() { build_collector otelcol-hitl-agent "$1"; }
 
 build_prometheus() {
   local out=$1

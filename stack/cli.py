@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from stack import process
-from stack.services import (APP_PORT, PG_PORT, REDIS_PORT, REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, Options,
-                            Service, Stack, parse_duration)
+from stack import ha
+from stack.services import (APP_PORT, PG_PORT, REDIS_PORT, REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, TOPOLOGIES,
+                            Options, Service, Stack, parse_duration)
 
 BUILD_SCRIPT = REPO_ROOT / "stack" / "build.sh"
 
@@ -55,11 +56,21 @@ def port_offset() -> int:
     return int(os.environ.get("HITL_STACK_PORT_OFFSET", "0"))
 
 
+def topology_file() -> Path:
+    """What `up` started (topology and gateways), for `status` and `stop` later."""
+    return run_dir() / "topology"
+
+
 def make_stack(args: argparse.Namespace | None = None) -> Stack:
     offset = port_offset()
     opts = Options(run_dir=run_dir(), cache_dir=cache_dir(), port_offset=offset,
                    pg_port=PG_PORT + offset, redis_port=REDIS_PORT + offset, app_port=APP_PORT + offset)
+    if topology_file().exists():
+        topology, _, gateways = topology_file().read_text().strip().partition(" ")
+        opts.topology, opts.gateways = topology, int(gateways or ha.DEFAULT_GATEWAYS)
     if args is not None and args.command == "up":
+        opts.topology = args.topology or "single"
+        opts.gateways = args.gateways or ha.DEFAULT_GATEWAYS
         opts.scrape_interval = args.scrape_interval
         opts.flush_interval = args.flush_interval
         opts.rule_eval_interval = args.rule_eval_interval
@@ -163,6 +174,13 @@ def _up(args: argparse.Namespace) -> int:
         stack.opts.start_app = False
     for d in (stack.logs, stack.pids, stack.config, stack.data):
         d.mkdir(parents=True, exist_ok=True)
+    running = [n for n in SERVICE_ORDER if stack.pid_file(n).running_pid() is not None]
+    previous = topology_file().read_text().strip() if topology_file().exists() else "single"
+    wanted = f"{stack.opts.topology} {stack.opts.gateways}" if stack.opts.topology == "ha" else "single"
+    if running and previous != wanted:
+        say(f"FAILED: this run dir runs topology {previous!r}; `python3 -m stack down` first")
+        return 1
+    topology_file().write_text(wanted + "\n")
 
     services = stack.services()
     backends = [s for s in services if s.name not in ("app", "simulator")]
@@ -214,6 +232,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write the files generated from others (prometheus/prometheus-ha.yml); tests/stack checks
+    that the committed ones are what this writes."""
+    source = REPO_ROOT / "prometheus" / "prometheus.yml"
+    target = REPO_ROOT / "prometheus" / "prometheus-ha.yml"
+    target.write_text(ha.ha_prometheus_config(source.read_text()))
+    say(f"wrote {target.relative_to(REPO_ROOT)}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     stack = make_stack()
     stack.opts.start_app = True
@@ -242,6 +270,11 @@ def parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("up", help="build if needed, start everything, wait for health")
     u.add_argument("--no-app", action="store_true", help="start the backends only")
+    u.add_argument("--topology", choices=TOPOLOGIES, default=os.environ.get("HITL_STACK_TOPOLOGY"),
+                   help="single (default): one collector, Prometheus, Alertmanager; ha: an agent, "
+                        "gateways, two Prometheus and three clustered Alertmanagers (docs/reliability.md)")
+    u.add_argument("--gateways", type=int, choices=range(1, ha.MAX_GATEWAYS + 1), metavar="N",
+                   help=f"gateway collectors of the ha topology (default {ha.DEFAULT_GATEWAYS})")
     u.add_argument("--skip-build", action="store_true", help="do not run stack/build.sh first")
     u.add_argument("--scrape-interval", default=os.environ.get("HITL_STACK_SCRAPE_INTERVAL", "5s"),
                    help="Prometheus global scrape interval (default 5s)")
@@ -279,6 +312,7 @@ def parser() -> argparse.ArgumentParser:
                    help=", ".join(SERVICE_ORDER))
     s.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show which services run and whether they are healthy")
+    sub.add_parser("generate", help="rewrite the generated configs (prometheus/prometheus-ha.yml)")
     return p
 
 
@@ -292,4 +326,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(args)
     if args.command == "stop":
         return cmd_stop(args)
+    if args.command == "generate":
+        return cmd_generate(args)
     return cmd_status(args)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from stack import process
+from stack import ha, process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -70,13 +70,15 @@ def prometheus_targets(offset: int = 0) -> dict[str, str]:
         "alertmanager:9093": f"{HOST}:{p['alertmanager']}",
         "localhost:9090": f"{HOST}:{p['prometheus']}",
     }
-COMPOSE_HOSTS = ("otel-collector", "jaeger", "victorialogs", "alertmanager", "postgres", "redis")
 EXPORTER_JOB = "otel-collector-exporter"
+TOPOLOGIES = ("single", "ha")
 
 # Start order (`down` stops in reverse). PostgreSQL gets SIGINT, its "fast" shutdown: on
-# SIGTERM it would wait for every client to disconnect.
-SERVICE_ORDER = ["postgres", "redis", "jaeger", "victorialogs", "otelcol", "prometheus",
-                 "alertmanager", "app", "simulator"]
+# SIGTERM it would wait for every client to disconnect. The HA names (stack/ha.py) are in it too.
+SERVICE_ORDER = ["postgres", "redis", "jaeger", "victorialogs", "otelcol",
+                 *(ha.service_name("gateway", i) for i in range(ha.MAX_GATEWAYS)), "agent",
+                 *(ha.service_name("prometheus", i) for i in range(ha.PROMETHEUS_REPLICAS)),
+                 *(ha.service_name("alertmanager", i) for i in range(ha.ALERTMANAGERS)), "app", "simulator"]
 STOP_SIGNALS = {"postgres": signal.SIGINT}
 
 
@@ -126,6 +128,9 @@ class Options:
     python: str = sys.executable
     start_app: bool = True
     timeout: float = 60.0
+    # "single": one collector, Prometheus, Alertmanager; "ha": stack/ha.py.
+    topology: str = "single"
+    gateways: int = ha.DEFAULT_GATEWAYS
 
 
 FAST_ALERT_FOR = 5.0
@@ -159,7 +164,8 @@ def render_alertmanager_config(source: str, opts: Options, secrets_dir: Path) ->
     return text
 
 
-def render_prometheus_config(source: str, opts: Options, *, native_targets: bool = True) -> str:
+def render_prometheus_config(source: str, opts: Options, *, native_targets: bool = True,
+                             extra_targets: dict[str, str] | None = None) -> str:
     """prometheus.yml for localhost: replace compose targets and set the intervals.
 
     Rules, applied line by line: a quoted "host:port" known to prometheus_targets() is replaced;
@@ -171,7 +177,7 @@ def render_prometheus_config(source: str, opts: Options, *, native_targets: bool
     """
     scrape = parse_duration(opts.scrape_interval)
     exporter_interval = format_ms(min(scrape, parse_duration(opts.flush_interval) / 2))
-    targets = prometheus_targets(opts.port_offset) if native_targets else {}
+    targets = (prometheus_targets(opts.port_offset) | (extra_targets or {})) if native_targets else {}
     out: list[str] = []
     section = None
     job = None
@@ -194,20 +200,23 @@ def render_prometheus_config(source: str, opts: Options, *, native_targets: bool
         if job_match and job == EXPORTER_JOB:
             out.append(f"    scrape_interval: {exporter_interval}")
     text = "\n".join(out) + "\n"
-    leftover = [h for h in COMPOSE_HOSTS if re.search(rf'"{h}:\d+"', text)]
+    leftover = sorted(set(re.findall(r'"([A-Za-z][A-Za-z0-9.-]*:\d+)"', text)))
     if native_targets and leftover:
         raise ValueError(f"prometheus.yml has targets the native stack does not map: {leftover}")
     return text
 
 
-def render_prometheus_dir(target_dir: Path, opts: Options, *, native_targets: bool = True) -> None:
-    """prometheus.yml (render_prometheus_config) and the rules/ it loads into target_dir.
+def render_prometheus_dir(target_dir: Path, opts: Options, *, native_targets: bool = True,
+                          source: str | None = None, extra_targets: dict[str, str] | None = None) -> None:
+    """prometheus.yml (render_prometheus_config of source, default prometheus/prometheus.yml) and
+    the rules/ it loads into target_dir.
 
     rule_files are relative to the config file: rules/ is the repository's rules, or with
     fast_alerts a copy whose `for` durations are capped."""
     target_dir.mkdir(parents=True, exist_ok=True)
-    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
-    (target_dir / "prometheus.yml").write_text(render_prometheus_config(source, opts, native_targets=native_targets))
+    source = source or (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
+    (target_dir / "prometheus.yml").write_text(
+        render_prometheus_config(source, opts, native_targets=native_targets, extra_targets=extra_targets))
     rules = target_dir / "rules"
     if rules.is_symlink() or rules.is_file():
         rules.unlink()
@@ -388,23 +397,6 @@ class Stack:
         o = self.opts
         b = self.bin
         pg = self.pg_dir()
-        collector_env = self.base_env() | {
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_grpc']}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_http']}",
-            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_grpc']}",
-            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_http']}",
-            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{self.ports['otelcol_prometheus']}",
-            "OTELCOL_TELEMETRY_HOST": HOST,
-            "OTELCOL_TELEMETRY_PORT": str(self.ports["otelcol_telemetry"]),
-            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{self.ports['otelcol_health']}",
-            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{self.ports['otelcol_zpages']}",
-            "OTELCOL_STORAGE_DIR": str(self.data / "otelcol" / "file_storage"),
-            "OTELCOL_INGEST_TOKEN_FILE": str(self.token_file),
-            "OTELCOL_JAEGER_OTLP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
-            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT":
-                f"http://{HOST}:{self.ports['victorialogs']}/insert/opentelemetry/v1/logs",
-            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": o.flush_interval,
-        }
         jaeger_env = self.base_env() | {
             "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
             "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_http']}",
@@ -415,7 +407,6 @@ class Stack:
             "JAEGER_METRICS_PORT": str(self.ports["jaeger_metrics"]),
             "JAEGER_BADGER_DIR": str(self.data / "jaeger"),
         }
-        prom_cfg = self.config / "prometheus" / "prometheus.yml"
         services = [
             Service(
                 name="postgres",
@@ -457,42 +448,9 @@ class Stack:
                                                   expect_body="OK"),
                 urls={"VictoriaLogs": f"http://{HOST}:{self.ports['victorialogs']}/select/vmui/"},
             ),
-            Service(
-                name="otelcol",
-                argv=[b["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
-                env=collector_env,
-                prepare=lambda: self._secret(self.token_file, "ingest-"),
-                health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
-                urls={
-                    "OTLP gRPC / HTTP": f"{HOST}:{self.ports['otlp_grpc']} / http://{HOST}:{self.ports['otlp_http']}",
-                    "OTLP with bearer token (gRPC / HTTP)":
-                        f"{HOST}:{self.ports['otlp_auth_grpc']} / http://{HOST}:{self.ports['otlp_auth_http']}"
-                        f"  (token: {self.token_file})",
-                    "Collector metrics for Prometheus": f"http://{HOST}:{self.ports['otelcol_prometheus']}/metrics",
-                },
-            ),
-            Service(
-                name="prometheus",
-                argv=[b["prometheus"], f"--config.file={prom_cfg}",
-                      f"--storage.tsdb.path={self.data / 'prometheus'}",
-                      f"--web.listen-address={HOST}:{self.ports['prometheus']}",
-                      "--enable-feature=exemplar-storage", "--web.enable-lifecycle"],
-                prepare=self.render_prometheus,
-                health=lambda: process.prometheus_target_probe(
-                    f"http://{HOST}:{self.ports['prometheus']}", EXPORTER_JOB),
-                urls={"Prometheus (API, no UI in this build)": f"http://{HOST}:{self.ports['prometheus']}"},
-            ),
-            Service(
-                name="alertmanager",
-                argv=[b["alertmanager"], f"--config.file={self.config / 'alertmanager' / 'alertmanager.yml'}",
-                      f"--storage.path={self.data / 'alertmanager'}",
-                      f"--web.listen-address={HOST}:{self.ports['alertmanager']}",
-                      # Single instance: no HA gossip listener (it would bind 0.0.0.0:9094).
-                      "--cluster.listen-address="],
-                prepare=self.render_alertmanager,
-                health=lambda: process.http_probe(f"http://{HOST}:{self.ports['alertmanager']}/-/ready"),
-                urls={"Alertmanager (API)": f"http://{HOST}:{self.ports['alertmanager']}/api/v2/status"},
-            ),
+            *(self.collector_services() if o.topology == "single" else self.ha_collector_services()),
+            *self.prometheus_services(),
+            *self.alertmanager_services(),
         ]
         if o.start_app:
             services += [
@@ -515,8 +473,148 @@ class Stack:
             ]
         return services
 
-    def render_prometheus(self) -> None:
-        render_prometheus_dir(self.config / "prometheus", self.opts)
+    # -- collectors, Prometheus and Alertmanager of each topology ------------------------------
+
+    def collector_env(self, p: dict[str, int], name: str) -> dict[str, str]:
+        """The environment of a collector (single, gateway or agent) with ports p; its disk queues
+        live in data/<name>, and name is its collector.instance.id."""
+        return self.base_env() | {
+            "OTELCOL_INSTANCE_ID": name,
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{p['otlp_grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{p['otlp_http']}",
+            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{p['otlp_auth_grpc']}",
+            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{p['otlp_auth_http']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{p['otelcol_prometheus']}",
+            "OTELCOL_TELEMETRY_HOST": HOST,
+            "OTELCOL_TELEMETRY_PORT": str(p["otelcol_telemetry"]),
+            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{p['otelcol_health']}",
+            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{p['otelcol_zpages']}",
+            "OTELCOL_STORAGE_DIR": str(self.data / name / "file_storage"),
+            "OTELCOL_INGEST_TOKEN_FILE": str(self.token_file),
+            "OTELCOL_JAEGER_OTLP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
+            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT":
+                f"http://{HOST}:{self.ports['victorialogs']}/insert/opentelemetry/v1/logs",
+            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": self.opts.flush_interval,
+        }
+
+    def _otlp_urls(self) -> dict[str, str]:
+        p = self.ports
+        return {
+            "OTLP gRPC / HTTP": f"{HOST}:{p['otlp_grpc']} / http://{HOST}:{p['otlp_http']}",
+            "OTLP with bearer token (gRPC / HTTP)":
+                f"{HOST}:{p['otlp_auth_grpc']} / http://{HOST}:{p['otlp_auth_http']}  (token: {self.token_file})",
+        }
+
+    def collector_services(self) -> list[Service]:
+        """One collector does everything (otel-collector/config.yaml)."""
+        return [Service(
+            name="otelcol",
+            argv=[self.bin["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
+            env=self.collector_env(self.ports, "otelcol"),
+            prepare=lambda: self._secret(self.token_file, "ingest-"),
+            health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
+            urls=self._otlp_urls() | {
+                "Collector metrics for Prometheus": f"http://{HOST}:{self.ports['otelcol_prometheus']}/metrics"},
+        )]
+
+    def gateway_ports(self, i: int) -> dict[str, int]:
+        return ha.gateway_ports(i, self.opts.port_offset)
+
+    def ha_collector_services(self) -> list[Service]:
+        """N gateways (config.yaml, each its own ports, disk queues and collector.instance.id),
+        then the agent on the single collector's ports (agent.yaml with a static resolver)."""
+        services = []
+        for i in range(self.opts.gateways):
+            name = ha.service_name("gateway", i)
+            p = self.gateway_ports(i)
+            services.append(Service(
+                name=name,
+                argv=[self.bin["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
+                env=self.collector_env(p, name),
+                prepare=lambda: self._secret(self.token_file, "ingest-"),
+                health=lambda p=p: process.http_probe(f"http://{HOST}:{p['otelcol_health']}/"),
+                urls={f"Gateway {i} metrics for Prometheus": f"http://{HOST}:{p['otelcol_prometheus']}/metrics"},
+            ))
+        resolver = self.config / "otelcol-agent-gateways.yaml"
+        services.append(Service(
+            name="agent",
+            argv=[self.bin["otelcol-hitl-agent"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'agent.yaml'}",
+                  f"--config=file:{resolver}"],
+            env=self.collector_env(self.ports, "agent"),
+            prepare=lambda: (self._secret(self.token_file, "ingest-"), self.write_agent_resolver(resolver)),
+            health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
+            urls=self._otlp_urls(),
+        ))
+        return services
+
+    def write_agent_resolver(self, path: Path) -> None:
+        """The agent's second config file: a static list of the gateways instead of DNS."""
+        hosts = ", ".join(f"{HOST}:{self.gateway_ports(i)['otlp_grpc']}" for i in range(self.opts.gateways))
+        lines = ["# Written by python -m stack up --topology ha: the gateways of this run (static resolver).",
+                 "exporters:"]
+        for exporter in ("load_balancing/by-trace", "load_balancing/by-resource"):
+            lines += [f"  {exporter}:", "    resolver:", "      dns: null", "      static:",
+                      f"        hostnames: [{hosts}]"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+
+    def prometheus_port(self, replica: int) -> int:
+        return ha.prometheus_port(replica, self.opts.port_offset)
+
+    def prometheus_services(self) -> list[Service]:
+        replicas = ha.PROMETHEUS_REPLICAS if self.opts.topology == "ha" else 1
+        services = []
+        for r in range(replicas):
+            name = ha.service_name("prometheus", r)
+            url = f"http://{HOST}:{self.prometheus_port(r)}"
+            services.append(Service(
+                name=name,
+                argv=[self.bin["prometheus"], f"--config.file={self.config / name / 'prometheus.yml'}",
+                      f"--storage.tsdb.path={self.data / name}",
+                      f"--web.listen-address={HOST}:{self.prometheus_port(r)}",
+                      "--enable-feature=exemplar-storage", "--web.enable-lifecycle"],
+                env=self.base_env() | {"PROMETHEUS_REPLICA": str(r)},
+                prepare=lambda r=r: self.render_prometheus(r),
+                health=lambda url=url: process.prometheus_target_probe(url, EXPORTER_JOB),
+                urls={f"Prometheus{f' replica {r}' if replicas > 1 else ''} (API, no UI in this build)": url},
+            ))
+        return services
+
+    def render_prometheus(self, replica: int = 0) -> None:
+        target = self.config / ha.service_name("prometheus", replica)
+        if self.opts.topology == "single":
+            render_prometheus_dir(target, self.opts)
+            return
+        extra = ha.native_targets(self.opts.port_offset, self.opts.gateways, replica)
+        extra[f"{ha.AGENT_HOST}:8888"] = f"{HOST}:{self.ports['otelcol_telemetry']}"
+        # Generated here for this run's number of gateways (prometheus-ha.yml has compose's three).
+        source = ha.ha_prometheus_config((REPO_ROOT / "prometheus" / "prometheus.yml").read_text(), self.opts.gateways)
+        render_prometheus_dir(target, self.opts, source=source, extra_targets=extra)
+
+    def alertmanager_services(self) -> list[Service]:
+        """One Alertmanager without gossip, or a cluster of three gossiping on loopback."""
+        count = ha.ALERTMANAGERS if self.opts.topology == "ha" else 1
+        offset = self.opts.port_offset
+        services = []
+        for i in range(count):
+            name = ha.service_name("alertmanager", i)
+            web, gossip = ha.alertmanager_ports(i, offset)
+            if count == 1:
+                # Single instance: no HA gossip listener (it would bind 0.0.0.0:9094).
+                cluster = ["--cluster.listen-address="]
+            else:
+                cluster = [f"--cluster.listen-address={HOST}:{gossip}", f"--cluster.advertise-address={HOST}:{gossip}",
+                           *(f"--cluster.peer={HOST}:{ha.alertmanager_ports(j, offset)[1]}"
+                             for j in range(count) if j != i)]
+            services.append(Service(
+                name=name,
+                argv=[self.bin["alertmanager"], f"--config.file={self.config / 'alertmanager' / 'alertmanager.yml'}",
+                      f"--storage.path={self.data / name}", f"--web.listen-address={HOST}:{web}", *cluster],
+                prepare=self.render_alertmanager,
+                health=lambda web=web: process.http_probe(f"http://{HOST}:{web}/-/ready"),
+                urls={f"Alertmanager{f' {i}' if count > 1 else ''} (API)": f"http://{HOST}:{web}/api/v2/status"},
+            ))
+        return services
 
     def render_alertmanager(self) -> None:
         """The config with its secret files in the run dir. Development values are written when a

@@ -13,6 +13,9 @@ import yaml
 from stack.services import Options, REPO_ROOT, TEST_PORT_OFFSET, parse_duration, render_prometheus_config
 
 COLLECTOR_CONFIG = REPO_ROOT / "otel-collector" / "config.yaml"
+AGENT_CONFIG = REPO_ROOT / "otel-collector" / "agent.yaml"
+# binary -> its config: the gateway (and single) collector, and the agent of the HA topology.
+COLLECTORS = {"otelcol-hitl": COLLECTOR_CONFIG, "otelcol-hitl-agent": AGENT_CONFIG}
 SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
 
 
@@ -20,7 +23,7 @@ SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
 def binaries() -> dict[str, str]:
     from stack.cli import binary_paths, build
 
-    assert build(["otelcol-hitl", "jaeger", "prometheus", "alertmanager"]) == 0
+    assert build(["otelcol-hitl", "otelcol-hitl-agent", "jaeger", "prometheus", "alertmanager"]) == 0
     return binary_paths()
 
 
@@ -30,9 +33,24 @@ def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
                           **kw)
 
 
-def test_collector_config_validates(binaries):
-    done = run([binaries["otelcol-hitl"], "validate", f"--config=file:{COLLECTOR_CONFIG}"])
+@pytest.mark.parametrize("binary", COLLECTORS)
+def test_collector_config_validates(binaries, binary):
+    done = run([binaries[binary], "validate", f"--config=file:{COLLECTORS[binary]}"])
     assert done.returncode == 0, done.stderr
+
+
+def test_the_agent_with_the_native_static_resolver_validates(binaries, tmp_path):
+    """The native HA stack's second agent config (a static list instead of DNS) merges cleanly."""
+    from stack.services import Stack
+
+    stack = Stack(Options(run_dir=tmp_path, cache_dir=tmp_path, topology="ha"), binaries)
+    resolver = tmp_path / "resolver.yaml"
+    stack.write_agent_resolver(resolver)
+    done = run([binaries["otelcol-hitl-agent"], "validate", f"--config=file:{AGENT_CONFIG}", f"--config=file:{resolver}"])
+    assert done.returncode == 0, done.stderr
+    merged = yaml.safe_load(resolver.read_text())["exporters"]
+    assert {name for name in merged} == {name for name in yaml.safe_load(AGENT_CONFIG.read_text())["exporters"]
+                                         if name.startswith("load_balancing")}
 
 
 def test_collector_validate_rejects_a_component_missing_from_the_build(binaries, tmp_path):
@@ -46,10 +64,11 @@ def test_collector_validate_rejects_a_component_missing_from_the_build(binaries,
     assert "servicegraph" in done.stderr
 
 
-def test_the_collector_build_has_exactly_the_components_the_config_uses(binaries):
-    built = yaml.safe_load(run([binaries["otelcol-hitl"], "components"]).stdout)
+@pytest.mark.parametrize("binary", COLLECTORS)
+def test_the_collector_build_has_exactly_the_components_the_config_uses(binaries, binary):
+    built = yaml.safe_load(run([binaries[binary], "components"]).stdout)
     in_build = {(section, c["name"]) for section in SECTIONS for c in built.get(section) or []}
-    config = yaml.safe_load(COLLECTOR_CONFIG.read_text())
+    config = yaml.safe_load(COLLECTORS[binary].read_text())
     used = {(section, name.split("/")[0]) for section in SECTIONS for name in config.get(section) or {}}
     assert in_build == used, f"built but unused: {in_build - used}; used but not built: {used - in_build}"
 
@@ -76,6 +95,38 @@ def test_prometheus_config_and_its_native_rendering_pass_promtool(binaries, tmp_
     assert exporter["static_configs"][0]["targets"] == [f"127.0.0.1:{8889 + offset}"]
 
 
+def test_the_ha_prometheus_config_is_generated_from_the_single_one():
+    from stack import ha
+
+    committed = (REPO_ROOT / "prometheus" / "prometheus-ha.yml").read_text()
+    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
+    assert committed == ha.ha_prometheus_config(source), "prometheus-ha.yml is stale: python -m stack generate"
+
+
+@pytest.mark.parametrize("replica", [0, 1])
+def test_the_ha_rendering_passes_promtool_and_reaches_every_gateway_and_alertmanager(binaries, tmp_path, replica):
+    from stack import ha
+    from stack.services import Stack
+
+    opts = Options(run_dir=tmp_path, cache_dir=tmp_path, topology="ha", gateways=3, port_offset=300)
+    stack = Stack(opts, binaries)
+    stack.config = tmp_path
+    stack.render_prometheus(replica)
+    rendered = tmp_path / ha.service_name("prometheus", replica) / "prometheus.yml"
+    for path in (REPO_ROOT / "prometheus" / "prometheus-ha.yml", rendered):
+        done = run([binaries["promtool"], "check", "config", str(path)], env={"PROMETHEUS_REPLICA": str(replica)})
+        assert done.returncode == 0, done.stdout + done.stderr
+    config = yaml.safe_load(rendered.read_text())
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert jobs["otel-collector-exporter"] == [f"127.0.0.1:{ha.gateway_ports(i, 300)['otelcol_prometheus']}"
+                                               for i in range(3)]
+    assert jobs["prometheus"] == [f"127.0.0.1:{ha.prometheus_port(replica, 300)}"]
+    assert config["global"]["external_labels"] == {"stack": "hitl", "replica": "${PROMETHEUS_REPLICA}"}
+    assert config["alerting"]["alert_relabel_configs"] == [{"action": "labeldrop", "regex": "replica"}]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{ha.alertmanager_ports(i, 300)[0]}" for i in range(ha.ALERTMANAGERS)]
+
+
 def test_prometheus_rendering_refuses_a_target_it_cannot_map(tmp_path):
     source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text().replace('"jaeger:8888"', '"redis:6379"')
     with pytest.raises(ValueError, match="redis"):
@@ -90,6 +141,26 @@ def test_native_ports_shifted_for_tests_do_not_collide_with_the_default_ones():
     assert not base & shifted
     assert len(base) == len(PORTS) + 3
     assert max(shifted) < 65536
+
+
+def test_the_ha_ports_collide_with_nothing_at_any_offset_the_tests_use():
+    """Offsets: 0 (a developer), 100 (e2e), 200 (page benchmark), 300 (tests/ha)."""
+    from stack import ha
+    from stack.services import APP_PORT, PG_PORT, PORTS, REDIS_PORT
+
+    def all_ports(offset: int) -> list[int]:
+        out = [p + offset for p in (*PORTS.values(), PG_PORT, REDIS_PORT, APP_PORT)]
+        out += [p for i in range(ha.MAX_GATEWAYS) for p in ha.gateway_ports(i, offset).values()]
+        # Replica 0 and the first Alertmanager are the single stack's (same port on purpose).
+        assert ha.prometheus_port(0, offset) == PORTS["prometheus"] + offset
+        assert ha.alertmanager_ports(0, offset)[0] == PORTS["alertmanager"] + offset
+        out += [ha.prometheus_port(r, offset) for r in range(1, ha.PROMETHEUS_REPLICAS)]
+        out += [ha.alertmanager_ports(i, offset)[1] for i in range(ha.ALERTMANAGERS)]
+        out += [ha.alertmanager_ports(i, offset)[0] for i in range(1, ha.ALERTMANAGERS)]
+        return out
+
+    everything = [p for offset in (0, 100, 200, 300) for p in all_ports(offset)]
+    assert len(everything) == len(set(everything)), sorted(p for p in everything if everything.count(p) > 1)
 
 
 def test_every_versions_env_line_is_a_plain_assignment():

@@ -1,0 +1,97 @@
+"""Exactness across shards: the agent routes by trace id to three gateways, each derives span
+metrics from its share, and Prometheus sums them (collector_instance_id) to the exact requests sent.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from tests.e2e.backends import jaeger_dependencies, jaeger_trace, prom_exemplars
+from tests.ha.conftest import REPO
+from tests.ha.load import SteadyLoad, counted_requests, gateways_counting, log_records, trace_losses, traces_stored
+from tests.support.polling import wait_for
+
+ENV = "ha-shards"
+
+
+def test_three_gateways_count_every_request_exactly_once(ha_stack, start_app):
+    app = start_app(ENV)
+    load = SteadyLoad(app.url, app.keys, rate=20).start()
+    time.sleep(20)
+    load.stop()
+    sent = load.counts()
+    assert not load.failures(), load.failures()[:5]
+    assert sum(sent.values()) >= 300
+
+    counted = wait_for("the span metrics of every gateway to add up to the requests sent",
+                       lambda: (c := counted_requests(ha_stack.prometheus_url, ENV)) == sent and c, timeout=60)
+    # Trace-id routing spreads every route over every gateway: each counted a share.
+    assert gateways_counting(ha_stack.prometheus_url, ENV) == {f"gateway-{i}" for i in range(ha_stack.gateways)}
+    # The other replica scrapes the same gateways: the same counts (once it has scraped them).
+    wait_for("the same counts in the other replica",
+             lambda: counted_requests(ha_stack.prometheus_urls[1], ENV) == counted, timeout=30)
+
+    # Every trace is stored whole, once; every submitted review logged once, with its trace id.
+    losses = wait_for("every trace in Jaeger", lambda: (
+        (x := trace_losses(traces_stored(ha_stack.jaeger_url, load.sent), load.sent))["missing"] == 0 and x),
+        timeout=60)
+    assert losses["incomplete"] == losses["duplicate_spans"] == 0, losses
+    submitted = {s.trace_id for s in load.sent if s.status == 201}
+    records = wait_for("every 'review submitted' record in VictoriaLogs",
+                       lambda: (r := log_records(ha_stack.victorialogs_url, ENV)) and len(r) >= len(submitted) and r,
+                       timeout=60)
+    assert sorted(r["trace_id"] for r in records) == sorted(submitted)
+    print(f"\nsent {sum(sent.values())} requests ({len(submitted)} submits); counted {sum(counted.values()):g} "
+          f"over {ha_stack.gateways} gateways; traces {losses}; log records {len(records)}")
+
+
+def test_exemplars_from_every_gateway_resolve_in_jaeger(ha_stack, start_app):
+    app = start_app("ha-exemplars")
+    load = SteadyLoad(app.url, app.keys, rate=20).start()
+    started = time.time()
+    time.sleep(15)
+    load.stop()
+    sent_ids = {s.trace_id for s in load.sent}
+    query = 'traces_span_metrics_duration_seconds_bucket{deployment_environment_name="ha-exemplars"}'
+    exemplars = wait_for(">= 30 exemplars", lambda: (e := prom_exemplars(ha_stack.prometheus_url, query, started - 5))
+                         and len(e) >= 30 and e, timeout=60)
+    gateways = {e["series"].get("collector_instance_id") for e in exemplars}
+    assert gateways == {f"gateway-{i}" for i in range(ha_stack.gateways)}, gateways
+    sample = exemplars[:60]
+    unresolved = []
+    for e in sample:
+        trace_id, span_id = e["labels"]["trace_id"], e["labels"]["span_id"]
+        assert trace_id in sent_ids
+        trace = wait_for(f"trace {trace_id}", lambda t=trace_id: jaeger_trace(ha_stack.jaeger_url, t), timeout=30)
+        if span_id not in {s["spanID"] for s in trace["spans"]}:
+            unresolved.append(trace_id)
+    assert not unresolved, f"{len(unresolved)} of {len(sample)} exemplars do not resolve"
+    print(f"\n{len(sample)} exemplars from {sorted(gateways)} resolve in Jaeger")
+
+
+def test_the_service_graph_edge_survives_sharding(ha_stack, start_app):
+    """The simulator calls the service; caller and callee spans of one trace meet on one gateway
+    (trace-id routing) and Jaeger derives the hitl-simulator -> hitl-review edge."""
+    app = start_app("ha-graph")
+    started = time.time()
+    env = {k: v for k, v in ha_stack.env.items() if not k.startswith("OTEL_")} | {
+        "OTEL_SERVICE_NAME": "hitl-simulator",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": ha_stack.agent_otlp_grpc,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        "SIM_PIPELINE_KEY": app.keys["pipeline"],
+        "SIM_REVIEWER_KEY": app.keys["pipeline"],
+    }
+    done = subprocess.run([sys.executable, "-m", "simulator", "--url", app.url, "--rate", "5", "--think-time", "0.2",
+                           "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def edge():
+        lookback = int(time.time() - started) + 5
+        return [d for d in jaeger_dependencies(ha_stack.jaeger_url, lookback_seconds=lookback)
+                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
+
+    assert wait_for("the hitl-simulator -> hitl-review edge", edge, timeout=120, interval=2)
