@@ -24,6 +24,7 @@ ALERTMANAGERS = 3
 GATEWAY_HOST = "otel-gateway-{i}"
 AGENT_HOST = "otel-agent"
 ALERTMANAGER_HOST = "alertmanager-{i}"
+PROMETHEUS_HOST = "prometheus-{i}"
 # Gateways are found by this name in compose (a network alias every gateway carries).
 GATEWAY_ALIAS = "otel-gateway"
 
@@ -74,7 +75,8 @@ def ha_prometheus_config(source: str, gateways: int = DEFAULT_GATEWAYS) -> str:
       are the same alert to Alertmanager;
     - alerts go to every Alertmanager (never through a load balancer: each replica must reach all);
     - the collector's exporter and telemetry targets become every gateway's, plus the agent's
-      telemetry; Alertmanager's target becomes all of them.
+      telemetry; Alertmanager's target becomes all of them; each replica scrapes both replicas,
+      so a dead one is seen (MonitoringBackendDown) by the other.
     """
     gateway = [GATEWAY_HOST.format(i=i) for i in range(gateways)]
     ams = [ALERTMANAGER_HOST.format(i=i) + ":9093" for i in range(ALERTMANAGERS)]
@@ -87,6 +89,8 @@ def ha_prometheus_config(source: str, gateways: int = DEFAULT_GATEWAYS) -> str:
          lambda m: m.group(1) + _target_list([f"{g}:8889" for g in gateway])),
         (r'^(\s+- targets: )\["otel-collector:8888"\]$',
          lambda m: m.group(1) + _target_list([f"{g}:8888" for g in gateway] + [f"{AGENT_HOST}:8888"])),
+        (r'^(\s+- targets: )\["localhost:9090"\]$',
+         lambda m: m.group(1) + _target_list([PROMETHEUS_HOST.format(i=r) + ":9090" for r in range(PROMETHEUS_REPLICAS)])),
     ]
     text = source
     for pattern, repl in replacements:
@@ -99,10 +103,10 @@ def ha_prometheus_config(source: str, gateways: int = DEFAULT_GATEWAYS) -> str:
     return header + text
 
 
-def native_targets(offset: int, gateways: int, replica: int) -> dict[str, str]:
+def native_targets(offset: int, gateways: int) -> dict[str, str]:
     """Compose address in prometheus-ha.yml -> native address, beyond the single stack's."""
     host = "127.0.0.1"
-    out = {"localhost:9090": f"{host}:{prometheus_port(replica, offset)}"}
+    out = {PROMETHEUS_HOST.format(i=r) + ":9090": f"{host}:{prometheus_port(r, offset)}" for r in range(PROMETHEUS_REPLICAS)}
     for i in range(gateways):
         p = gateway_ports(i, offset)
         out[f"{GATEWAY_HOST.format(i=i)}:8889"] = f"{host}:{p['otelcol_prometheus']}"

@@ -585,7 +585,7 @@ class Stack:
         if self.opts.topology == "single":
             render_prometheus_dir(target, self.opts)
             return
-        extra = ha.native_targets(self.opts.port_offset, self.opts.gateways, replica)
+        extra = ha.native_targets(self.opts.port_offset, self.opts.gateways)
         extra[f"{ha.AGENT_HOST}:8888"] = f"{HOST}:{self.ports['otelcol_telemetry']}"
         # Generated here for this run's number of gateways (prometheus-ha.yml has compose's three).
         source = ha.ha_prometheus_config((REPO_ROOT / "prometheus" / "prometheus.yml").read_text(), self.opts.gateways)

@@ -120,7 +120,7 @@ def test_the_ha_rendering_passes_promtool_and_reaches_every_gateway_and_alertman
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
     assert jobs["otel-collector-exporter"] == [f"127.0.0.1:{ha.gateway_ports(i, 300)['otelcol_prometheus']}"
                                                for i in range(3)]
-    assert jobs["prometheus"] == [f"127.0.0.1:{ha.prometheus_port(replica, 300)}"]
+    assert jobs["prometheus"] == [f"127.0.0.1:{ha.prometheus_port(r, 300)}" for r in range(ha.PROMETHEUS_REPLICAS)]
     assert config["global"]["external_labels"] == {"stack": "hitl", "replica": "${PROMETHEUS_REPLICA}"}
     assert config["alerting"]["alert_relabel_configs"] == [{"action": "labeldrop", "regex": "replica"}]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
