@@ -604,6 +604,7 @@ class Stack:
                 cluster = ["--cluster.listen-address="]
             else:
                 cluster = [f"--cluster.listen-address={HOST}:{gossip}", f"--cluster.advertise-address={HOST}:{gossip}",
+                           *ha.ALERTMANAGER_CLUSTER_FLAGS,
                            *(f"--cluster.peer={HOST}:{ha.alertmanager_ports(j, offset)[1]}"
                              for j in range(count) if j != i)]
             services.append(Service(

@@ -16,12 +16,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stack import ha
 from stack.services import HOST, PG_PORT, REDIS_PORT, ports
 from tests.support.alert_sink import AlertSink
 from tests.support.app_process import AppProcess
+from tests.support.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HA_PORT_OFFSET = 300
@@ -108,6 +110,12 @@ class HAStack:
         return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
 
 
+def cluster_view(alertmanager_url: str) -> tuple[str, int]:
+    """(cluster status, peers it sees) of one Alertmanager."""
+    cluster = httpx.get(f"{alertmanager_url}/api/v2/status", timeout=5).json()["cluster"]
+    return cluster["status"], len(cluster.get("peers") or [])
+
+
 @pytest.fixture(scope="session")
 def ha_sink() -> AlertSink:
     sink = AlertSink(HOST)
@@ -129,6 +137,8 @@ def ha_stack(ha_sink) -> HAStack:
     if up.returncode != 0:
         stack.command("down")
         pytest.fail(f"python -m stack up --topology ha failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-6000:]}")
+    wait_for("every Alertmanager in a settled cluster of all three",
+             lambda: all(cluster_view(url) == ("ready", ha.ALERTMANAGERS) for url in stack.alertmanager_urls), timeout=120)
     yield stack
     down = stack.command("down", timeout=180)
     assert down.returncode == 0, down.stderr

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Notification:
     receiver: str  # first path segment: pagerduty, slack, heartbeat
     body: dict
+    at: float = field(default_factory=time.time)  # when it arrived
 
     @property
     def text(self) -> str:
