@@ -79,3 +79,39 @@ def logs_query(victorialogs_url: str, query: str, limit: int = 10000) -> list[di
     if r.status_code != 200:
         raise AssertionError(f"VictoriaLogs refused {query!r}: {r.status_code} {r.text[:500]}")
     return [json.loads(line) for line in r.text.splitlines() if line.strip()]
+
+
+def simulator_edge(*, jaeger_url: str, app_url: str, otlp_endpoint: str, keys: dict[str, str],
+                   base_env: dict[str, str]) -> dict:
+    """Run the simulator (the upstream pipeline) for 20 requests against the service, exporting to
+    otlp_endpoint; return its hitl-simulator -> hitl-review edge once Jaeger's dependency API shows it.
+
+    Asked with a lookback that starts at the run: Jaeger's Badger store derives dependencies
+    from the newest 100 traces of the lookback only (badger/dependencystore: FindTraces with
+    its default limit), so an hour of other traffic would hide the edge."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.polling import wait_for
+
+    started = time.time()
+    env = {k: v for k, v in base_env.items() if not k.startswith("OTEL_")} | {
+        "OTEL_SERVICE_NAME": "hitl-simulator",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        "SIM_PIPELINE_KEY": keys["pipeline"],
+        "SIM_REVIEWER_KEY": keys.get("reviewer", keys["pipeline"]),
+    }
+    done = subprocess.run([sys.executable, "-m", "simulator", "--url", app_url, "--rate", "5",
+                           "--think-time", "0.2", "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
+                          env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def edge():
+        lookback = int(time.time() - started) + 5
+        return [d for d in jaeger_dependencies(jaeger_url, lookback_seconds=lookback)
+                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
+
+    return wait_for("a hitl-simulator -> hitl-review dependency in Jaeger", edge, timeout=120, interval=2)[0]

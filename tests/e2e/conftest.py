@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -359,31 +358,8 @@ def traffic(stack, live_app: LiveApp) -> TrafficResult:
 @pytest.fixture(scope="session")
 def simulator_edge(stack, live_app: LiveApp, traffic: TrafficResult) -> dict:
     """The simulator, as the upstream pipeline, sends 20 requests after the counted traffic;
-    returns its hitl-simulator -> hitl-review edge once Jaeger's dependency API shows it.
+    returns its hitl-simulator -> hitl-review edge once Jaeger's dependency API shows it."""
+    from tests.e2e.backends import simulator_edge as run_simulator
 
-    Asked with a lookback that starts at the run: Jaeger's Badger store derives dependencies
-    from the newest 100 traces of the lookback only (badger/dependencystore: FindTraces with
-    its default limit), so an hour of other traffic would hide the edge."""
-    from tests.e2e.backends import jaeger_dependencies
-    from tests.support.polling import wait_for
-
-    started = time.time()
-    env = {k: v for k, v in stack.env.items() if not k.startswith("OTEL_")} | {
-        "OTEL_SERVICE_NAME": "hitl-simulator",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.collector_otlp_grpc,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-        "SIM_PIPELINE_KEY": live_app.keys["pipeline"],
-        "SIM_REVIEWER_KEY": live_app.keys["reviewer"],
-    }
-    done = subprocess.run([sys.executable, "-m", "simulator", "--url", live_app.url, "--rate", "5",
-                           "--think-time", "0.2", "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    def edge():
-        lookback = int(time.time() - started) + 5
-        return [d for d in jaeger_dependencies(stack.jaeger_url, lookback_seconds=lookback)
-                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
-
-    return wait_for("a hitl-simulator -> hitl-review dependency in Jaeger", edge, timeout=120, interval=2)[0]
+    return run_simulator(jaeger_url=stack.jaeger_url, app_url=live_app.url, otlp_endpoint=stack.collector_otlp_grpc,
+                         keys=live_app.keys, base_env=stack.env)

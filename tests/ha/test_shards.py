@@ -4,12 +4,9 @@ metrics from its share, and Prometheus sums them (collector_instance_id) to the 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
-from tests.e2e.backends import jaeger_dependencies, jaeger_trace, prom_exemplars
-from tests.ha.conftest import REPO
+from tests.e2e.backends import jaeger_trace, prom_exemplars, simulator_edge
 from tests.ha.load import SteadyLoad, counted_requests, gateways_counting, log_records, trace_losses, traces_stored
 from tests.support.polling import wait_for
 
@@ -75,23 +72,6 @@ def test_the_service_graph_edge_survives_sharding(ha_stack, start_app):
     """The simulator calls the service; caller and callee spans of one trace meet on one gateway
     (trace-id routing) and Jaeger derives the hitl-simulator -> hitl-review edge."""
     app = start_app("ha-graph")
-    started = time.time()
-    env = {k: v for k, v in ha_stack.env.items() if not k.startswith("OTEL_")} | {
-        "OTEL_SERVICE_NAME": "hitl-simulator",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": ha_stack.agent_otlp_grpc,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-        "SIM_PIPELINE_KEY": app.keys["pipeline"],
-        "SIM_REVIEWER_KEY": app.keys["pipeline"],
-    }
-    done = subprocess.run([sys.executable, "-m", "simulator", "--url", app.url, "--rate", "5", "--think-time", "0.2",
-                           "--bad-share", "0", "--max-requests", "20", "--duration", "30"],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    def edge():
-        lookback = int(time.time() - started) + 5
-        return [d for d in jaeger_dependencies(ha_stack.jaeger_url, lookback_seconds=lookback)
-                if d["parent"] == "hitl-simulator" and d["child"] == "hitl-review" and d["callCount"] > 0]
-
-    assert wait_for("the hitl-simulator -> hitl-review edge", edge, timeout=120, interval=2)
+    edge = simulator_edge(jaeger_url=ha_stack.jaeger_url, app_url=app.url, otlp_endpoint=ha_stack.agent_otlp_grpc,
+                          keys=app.keys, base_env=ha_stack.env)
+    assert edge["callCount"] > 0
