@@ -15,6 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def write_file(path: Path, text: str, mode: int | None = None) -> None:
+    """Write text so that a running process reading path sees the old or the new content, never
+    a truncated file (one Alertmanager of three read its config while the next one's start was
+    rewriting it): unchanged content is not rewritten, a change goes through a rename."""
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    if mode is not None:
+        tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
 def _start_ticks(pid: int) -> str | None:
     """Kernel start time of a process (field 22 of /proc/PID/stat), or None if it is gone."""
     try:

@@ -215,8 +215,8 @@ def render_prometheus_dir(target_dir: Path, opts: Options, *, native_targets: bo
     fast_alerts a copy whose `for` durations are capped."""
     target_dir.mkdir(parents=True, exist_ok=True)
     source = source or (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
-    (target_dir / "prometheus.yml").write_text(
-        render_prometheus_config(source, opts, native_targets=native_targets, extra_targets=extra_targets))
+    process.write_file(target_dir / "prometheus.yml",
+                       render_prometheus_config(source, opts, native_targets=native_targets, extra_targets=extra_targets))
     rules = target_dir / "rules"
     if rules.is_symlink() or rules.is_file():
         rules.unlink()
@@ -556,7 +556,7 @@ class Stack:
             lines += [f"  {exporter}:", "    resolver:", "      dns: null", "      static:",
                       f"        hostnames: [{hosts}]"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
+        process.write_file(path, "\n".join(lines) + "\n")
 
     def prometheus_port(self, replica: int) -> int:
         return ha.prometheus_port(replica, self.opts.port_offset)
@@ -637,10 +637,9 @@ class Stack:
             # must point at this run's sink.
             if path.exists() and not (self.opts.alert_sink and name.endswith("-url")):
                 continue
-            path.write_text(value + "\n")
-            path.chmod(0o600)
+            process.write_file(path, value + "\n", 0o600)
         source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()
-        (target_dir / "alertmanager.yml").write_text(render_alertmanager_config(source, self.opts, secrets_dir))
+        process.write_file(target_dir / "alertmanager.yml", render_alertmanager_config(source, self.opts, secrets_dir))
 
 
 def victorialogs_flags() -> list[str]:
