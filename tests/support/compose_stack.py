@@ -24,16 +24,22 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "tests" / "compose" / "compose.test.yaml"
+HA_OVERLAY = REPO / "tests" / "compose" / "compose.ha.test.yaml"
 PROJECT = "hitl-test"
+HA_PROJECT = "hitl-ha-test"
 HOST = "127.0.0.1"
-# Host ports of compose.test.yaml.
+# Host ports of compose.test.yaml, for HITL_TEST_PORT_PREFIX=2 (the HA project's prefix 3 turns
+# 28000 into 38000); compose.ha.test.yaml adds the HA services'.
 PORTS = {"app": 28000, "otlp_grpc": 24317, "otlp_http": 24318, "otlp_auth_grpc": 24319,
          "otlp_auth_http": 24320, "otelcol_telemetry": 28888, "otelcol_prometheus": 28889,
-         "jaeger_query_http": 26686, "victorialogs": 29428, "prometheus": 29090, "alertmanager": 29093}
+         "jaeger_query_http": 26686, "victorialogs": 29428, "prometheus": 29090, "alertmanager": 29093,
+         "prometheus_1": 29190, "alertmanager_1": 29193, "alertmanager_2": 29194}
 # Everything but Grafana (its image cannot be built here: README) and the simulator (its load
 # would change the exact counts the end-to-end tests assert; started on its own where needed).
 SERVICES = ["config-init", "postgres", "redis", "app-init", "app", "otel-collector", "jaeger", "victorialogs",
             "prometheus", "alertmanager"]
+HA_SERVICES = [*SERVICES, "otel-gateway-0", "otel-gateway-1", "otel-gateway-2", "prometheus-1",
+               "alertmanager-1", "alertmanager-2"]
 STATEFUL = ["postgres", "prometheus", "alertmanager", "jaeger", "victorialogs", "otel-collector"]
 
 
@@ -96,30 +102,52 @@ class ComposeStack:
     values: dict[str, str]  # what the env file holds
     work_dir: Path
     log_file: Path = field(init=False)
-
-    prometheus_url: str = f"http://{HOST}:{PORTS['prometheus']}"
-    jaeger_url: str = f"http://{HOST}:{PORTS['jaeger_query_http']}"
-    victorialogs_url: str = f"http://{HOST}:{PORTS['victorialogs']}"
-    alertmanager_url: str = f"http://{HOST}:{PORTS['alertmanager']}"
-    collector_otlp_grpc: str = f"http://{HOST}:{PORTS['otlp_grpc']}"
-    collector_metrics_url: str = f"http://{HOST}:{PORTS['otelcol_prometheus']}/metrics"
-    collector_telemetry_url: str = f"http://{HOST}:{PORTS['otelcol_telemetry']}/metrics"
-    collector_otlp_auth_http: str = f"http://{HOST}:{PORTS['otlp_auth_http']}"
-    app_url: str = f"http://{HOST}:{PORTS['app']}"
+    # The single shape (compose.yaml) or the HA one (compose.ha.yaml, topology="ha").
+    topology: str = "single"
     kind: str = "compose"
 
     def __post_init__(self):
         self.log_file = self.work_dir / "compose.log"
 
+    @property
+    def project(self) -> str:
+        return HA_PROJECT if self.topology == "ha" else PROJECT
+
+    @property
+    def services(self) -> list[str]:
+        return HA_SERVICES if self.topology == "ha" else SERVICES
+
+    def port(self, name: str) -> int:
+        prefix = "3" if self.topology == "ha" else "2"
+        return int(prefix + str(PORTS[name])[1:])
+
+    def url(self, name: str) -> str:
+        return f"http://{HOST}:{self.port(name)}"
+
+    prometheus_url = property(lambda self: self.url("prometheus"))
+    jaeger_url = property(lambda self: self.url("jaeger_query_http"))
+    victorialogs_url = property(lambda self: self.url("victorialogs"))
+    alertmanager_url = property(lambda self: self.url("alertmanager"))
+    collector_otlp_grpc = property(lambda self: self.url("otlp_grpc"))
+    collector_metrics_url = property(lambda self: self.url("otelcol_prometheus") + "/metrics")
+    collector_telemetry_url = property(lambda self: self.url("otelcol_telemetry") + "/metrics")
+    collector_otlp_auth_http = property(lambda self: self.url("otlp_auth_http"))
+    app_url = property(lambda self: self.url("app"))
+
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        """docker compose -p hitl-test -f compose.yaml -f compose.test.yaml --env-file ... ARGS"""
-        overlay = self.project_dir / OVERLAY.relative_to(REPO)
-        argv = [self.compose, "--project-name", PROJECT, "--file", str(self.project_dir / "compose.yaml"),
-                "--file", str(overlay), "--env-file", str(self.env_file), "--progress", "plain", *args]
+        """docker compose -p hitl-test -f compose.yaml -f compose.test.yaml --env-file ... ARGS
+        (HA: -p hitl-ha-test -f compose.ha.yaml -f compose.test.yaml -f compose.ha.test.yaml)"""
+        files = ["compose.yaml", OVERLAY.relative_to(REPO)]
+        if self.topology == "ha":
+            files = ["compose.ha.yaml", OVERLAY.relative_to(REPO), HA_OVERLAY.relative_to(REPO)]
+        argv = [self.compose, "--project-name", self.project]
+        for name in files:
+            argv += ["--file", str(self.project_dir / name)]
+        argv += ["--env-file", str(self.env_file), "--progress", "plain", *args]
         return run(argv, env=self.env, timeout=timeout, check=check, log=self.log_file)
 
     def up(self, *services: str, timeout: float = 600) -> None:
-        self("up", "--detach", "--wait", "--wait-timeout", str(int(timeout)), *(services or SERVICES),
+        self("up", "--detach", "--wait", "--wait-timeout", str(int(timeout)), *(services or self.services),
              timeout=timeout + 60)
 
     def stop_service(self, name: str) -> None:
@@ -149,7 +177,7 @@ class ComposeStack:
         return self("exec", "-T", service, *argv, timeout=timeout).stdout
 
     def volumes(self) -> set[str]:
-        done = run(["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        done = run(["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}"],
                    env=self.env, timeout=60)
         return set(done.stdout.split())
 
@@ -194,11 +222,15 @@ def render_test_configs(config_dir: Path, *, alert_sink: str, smtp: str, flush_i
                         rule_eval_interval: str) -> None:
     """The rendered copies compose.test.yaml mounts (its item 2), made by the same functions
     that render the native end-to-end stack's."""
-    from stack.services import Options, render_alertmanager_config, render_prometheus_dir
+    from stack.services import Options, render_alertmanager_config, render_prometheus_config, render_prometheus_dir
 
     opts = Options(run_dir=config_dir, cache_dir=config_dir, scrape_interval="2s", flush_interval=flush_interval,
                    rule_eval_interval=rule_eval_interval, fast_alerts=True, alert_sink=alert_sink, alert_smtp=smtp)
     render_prometheus_dir(config_dir / "prometheus", opts, native_targets=False)
+    # The HA shape's file beside it (compose.ha.stack.yaml points Prometheus at it).
+    ha_source = (REPO / "prometheus" / "prometheus-ha.yml").read_text()
+    (config_dir / "prometheus" / "prometheus-ha.yml").write_text(
+        render_prometheus_config(ha_source, opts, native_targets=False))
     (config_dir / "alertmanager").mkdir(parents=True, exist_ok=True)
     source = (REPO / "alertmanager" / "alertmanager.yml").read_text()
     (config_dir / "alertmanager" / "alertmanager.yml").write_text(
@@ -232,9 +264,10 @@ def build_twins(env: dict[str, str], log: Path) -> None:
 
 
 def bring_up(docker_env: dict[str, str], work_dir: Path, *, alert_sink: str, smtp: str, code_host: str,
-             flush_interval: str, rule_eval_interval: str) -> ComposeStack:
-    """Twins, `docker compose build`, `docker compose up --wait`: the compose stack, healthy.
-    Seconds each step took go to work_dir/timings.json (docs/benchmarks.md quotes them)."""
+             flush_interval: str, rule_eval_interval: str, topology: str = "single") -> ComposeStack:
+    """Twins, `docker compose build`, `docker compose up --wait`: the compose stack (topology
+    "ha": compose.ha.yaml, project hitl-ha-test), healthy. Seconds each step took go to
+    work_dir/timings.json (docs/benchmarks.md quotes them)."""
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     compose = tool_path("compose", "docker-compose")
@@ -255,9 +288,10 @@ def bring_up(docker_env: dict[str, str], work_dir: Path, *, alert_sink: str, smt
         CODE_HOST_URL=code_host,
         CODE_HOST_TOKEN="e2e-code-host-token-not-a-secret",
         HITL_TEST_CONFIG_DIR=str(config_dir),
+        HITL_TEST_PORT_PREFIX="3" if topology == "ha" else "2",
     )
     stack = ComposeStack(compose=compose, project_dir=project_dir, env=docker_env, env_file=work_dir / ".env",
-                         values=values, work_dir=work_dir)
+                         values=values, work_dir=work_dir, topology=topology)
     # A project left over from an interrupted run goes first, with its data: counts start at 0.
     stack.down(volumes=True)
     t = time.monotonic()
@@ -268,7 +302,7 @@ def bring_up(docker_env: dict[str, str], work_dir: Path, *, alert_sink: str, smt
         stack.up(timeout=300)
     except AssertionError as e:
         states = {name: (row.get("State"), row.get("Health"), row.get("ExitCode")) for name, row in stack.ps().items()}
-        logs = "\n".join(f"--- {name}\n{stack.log(name)[-1500:]}" for name in SERVICES)
+        logs = "\n".join(f"--- {name}\n{stack.log(name)[-1500:]}" for name in stack.services)
         stack.down(volumes=True)
         raise AssertionError(f"{e}\nstates: {states}\n{logs}") from None
     timings["up"] = time.monotonic() - t
