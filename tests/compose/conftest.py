@@ -19,6 +19,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+# The two shapes a user runs: the single one, and the HA one (compose.ha.yaml: the single one's
+# services with compose.ha.stack.yaml on top). Every test of the loaded model runs on both.
+SHAPES = {"single": COMPOSE_FILE, "ha": REPO_ROOT / "compose.ha.yaml"}
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 VERSIONS_ENV = REPO_ROOT / "versions.env"
 
@@ -39,14 +42,16 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def compose_texts() -> dict[str, str]:
-    """compose.yaml and every file it includes, as text."""
+    """compose.yaml, compose.ha.yaml and every file they include, as text."""
     import yaml
 
-    texts = {COMPOSE_FILE.name: COMPOSE_FILE.read_text()}
-    for entry in yaml.safe_load(texts[COMPOSE_FILE.name]).get("include", []):
-        path = entry if isinstance(entry, str) else entry["path"]
-        for p in [path] if isinstance(path, str) else path:
-            texts[p] = (REPO_ROOT / p).read_text()
+    texts = {}
+    for entry_file in SHAPES.values():
+        texts[entry_file.name] = entry_file.read_text()
+        for entry in yaml.safe_load(texts[entry_file.name]).get("include", []):
+            path = entry if isinstance(entry, str) else entry["path"]
+            for p in [path] if isinstance(path, str) else path:
+                texts[p] = (REPO_ROOT / p).read_text()
     return texts
 
 
@@ -118,9 +123,14 @@ def env_file(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return path, filled_env(path, secret_variables())
 
 
+@pytest.fixture(scope="session", params=sorted(SHAPES))
+def shape(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def model(load, env_file) -> dict:
-    return load(env_file[0]).model
+def model(load, env_file, shape) -> dict:
+    return load(env_file[0], SHAPES[shape]).model
 
 
 @pytest.fixture(scope="session")

@@ -19,17 +19,19 @@ from tests.compose.conftest import (
 
 EXPECTED_SERVICES = {"config-init", "app", "app-init", "simulator", "postgres", "redis", "otel-collector", "jaeger",
                      "victorialogs", "prometheus", "alertmanager", "grafana"}
+HA_SERVICES = {"otel-gateway-0", "otel-gateway-1", "otel-gateway-2", "prometheus-1", "alertmanager-1", "alertmanager-2"}
 
 # Where a secret may appear in the loaded model, besides compose `secrets:` (files under
 # /run/secrets). Each of these programs reads that setting from its environment only.
 SECRET_IN_ENVIRONMENT = {
-    "OTELCOL_REDACTION_HMAC_KEY": {("otel-collector", "OTELCOL_REDACTION_HMAC_KEY")},
+    "OTELCOL_REDACTION_HMAC_KEY": {("otel-collector", "OTELCOL_REDACTION_HMAC_KEY"),
+                                   *((f"otel-gateway-{i}", "OTELCOL_REDACTION_HMAC_KEY") for i in range(3))},
 }
 
 
-def test_compose_loads_with_the_secrets_of_env_example_filled_in(model):
+def test_compose_loads_with_the_secrets_of_env_example_filled_in(model, shape):
     assert model["name"] == "hitl"
-    assert set(model["services"]) == EXPECTED_SERVICES
+    assert set(model["services"]) == EXPECTED_SERVICES | (HA_SERVICES if shape == "ha" else set())
 
 
 def test_plain_docker_compose_reads_versions_env_and_dotenv_without_flags(load, tmp_path, versions):
@@ -108,7 +110,8 @@ def test_secret_values_reach_only_secret_files_and_the_documented_environments(m
         assert path in allowed, f"the value of {name} appears at {'.'.join(map(str, path))}"
     # ...and each documented place really gets it.
     assert {p for _, p in found} == {("services", svc, "environment", key)
-                                     for pairs in SECRET_IN_ENVIRONMENT.values() for svc, key in pairs}
+                                     for pairs in SECRET_IN_ENVIRONMENT.values() for svc, key in pairs
+                                     if svc in model["services"]}
 
 
 def test_every_credential_setting_of_a_container_comes_from_dotenv_or_a_secret_file(services, env_file):

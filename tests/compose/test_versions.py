@@ -26,6 +26,10 @@ BUILT_IMAGES = {
     "Dockerfile": {"PYTHON_VERSION"},
     "otel-collector/Dockerfile": {"OTELCOL_VERSION", "GOLANG_VERSION", "ALPINE_VERSION"},
 }
+# ...and the one that is not a version: which collector the collector Dockerfile builds (no
+# default either) -> the image tag each value must have.
+COLLECTOR_DISTS = {"otelcol-hitl": "hitl-otelcol", "otelcol-hitl-agent": "hitl-otelcol-agent"}
+SELECTOR_ARGS = {"otel-collector/Dockerfile": {"DIST"}}
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -57,14 +61,27 @@ def test_built_images_take_every_version_from_versions_env(services, versions, d
     assert builds, f"no service builds {dockerfile}"
     # The Dockerfile declares no defaults for them: a build outside compose must pass them too.
     declared = dockerfile_args(dockerfile)
-    assert declared == BUILT_IMAGES[dockerfile]
+    selectors = SELECTOR_ARGS.get(dockerfile, set())
+    assert declared == BUILT_IMAGES[dockerfile] | selectors
     assert not re.search(r"^ARG\s+[A-Z0-9_]+=", (REPO_ROOT / dockerfile).read_text(), re.MULTILINE)
     for build in builds:
-        assert build["args"] == {arg: versions[arg] for arg in declared}
+        versioned = {k: v for k, v in build["args"].items() if k not in selectors}
+        assert versioned == {arg: versions[arg] for arg in BUILT_IMAGES[dockerfile]}
+        assert set(build["args"]) >= selectors
 
 
-def test_built_collector_image_is_tagged_with_the_collector_version(services, versions):
-    assert services["otel-collector"]["image"] == f"hitl-otelcol:{versions['OTELCOL_VERSION']}"
+def test_built_collector_images_are_tagged_with_the_collector_version(services, versions, shape):
+    built = {name: s for name, s in services.items() if s.get("build", {}).get("args", {}).get("DIST")}
+    for name, service in built.items():
+        dist = service["build"]["args"]["DIST"]
+        assert service["image"] == f"{COLLECTOR_DISTS[dist]}:{versions['OTELCOL_VERSION']}", name
+    dists = {name: s["build"]["args"]["DIST"] for name, s in built.items()}
+    if shape == "single":
+        assert dists == {"otel-collector": "otelcol-hitl"}
+    else:
+        # The services send to the agent; the gateways run the single shape's collector.
+        assert dists == {"otel-collector": "otelcol-hitl-agent",
+                         **{f"otel-gateway-{i}": "otelcol-hitl" for i in range(3)}}
 
 
 def test_the_collector_manifest_is_the_pinned_release(versions):

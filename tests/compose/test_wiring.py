@@ -15,11 +15,15 @@ from tests.compose.conftest import REPO_ROOT
 # each must be mounted by some service).
 ADDRESS_CONFIGS = [
     "otel-collector/config.yaml",
+    "otel-collector/agent.yaml",
+    "prometheus/prometheus-ha.yml",
     "jaeger/config.yaml",
     "prometheus/prometheus.yml",
     "grafana/provisioning/datasources/*.yaml",
     "grafana/provisioning/datasources/*.yml",
 ]
+# Read only by the HA shape (compose.ha.yaml).
+HA_ONLY_CONFIGS = {"otel-collector/agent.yaml", "prometheus/prometheus-ha.yml"}
 SELF_HOSTS = {"", "0.0.0.0", "::", "[::]", "localhost", "127.0.0.1"}
 
 # [scheme://][user[:password]@]host:port[/...]; the host may be empty (":9090").
@@ -78,8 +82,9 @@ def networks(service) -> set[str]:
 def addresses_in(node):
     """Every host:port string in a YAML tree; a mapping with `host` and `port` counts as one."""
     if isinstance(node, dict):
-        if {"host", "port"} <= set(node):
-            yield f"{node['host']}:{node['port']}"
+        for host_key in ("host", "hostname"):
+            if {host_key, "port"} <= set(node):
+                yield f"{node[host_key]}:{node['port']}"
         for value in node.values():
             yield from addresses_in(value)
     elif isinstance(node, list):
@@ -104,10 +109,15 @@ def check_address(services, caller: str, address: str, where: str) -> None:
         assert port in listening_ports(services[caller]), \
             f"{where}: {address} - {caller} does not expose port {port}"
         return
-    assert host in services, f"{where}: {address} - {host} is not a compose service"
-    assert port in listening_ports(services[host]), f"{where}: {address} - {host} does not expose port {port}"
-    assert networks(services[caller]) & networks(services[host]), \
-        f"{where}: {caller} cannot reach {host}: no common network"
+    # A service name, or a network alias (several services may share one: the gateways).
+    targets = [host] if host in services else [
+        name for name, service in services.items()
+        if any(host in ((settings or {}).get("aliases") or []) for settings in (service.get("networks") or {}).values())]
+    assert targets, f"{where}: {address} - {host} is not a compose service or network alias"
+    for target in targets:
+        assert port in listening_ports(services[target]), f"{where}: {address} - {target} does not expose port {port}"
+        assert networks(services[caller]) & networks(services[target]), \
+            f"{where}: {caller} cannot reach {target}: no common network"
 
 
 def test_every_bind_mounted_file_exists_in_the_repository(services):
@@ -129,7 +139,13 @@ def test_the_backends_config_files_are_present():
 
 
 @pytest.mark.parametrize("path", address_config_files(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
-def test_every_address_in_a_config_file_is_a_compose_service_port(services, path):
+def test_every_address_in_a_config_file_is_a_compose_service_port(services, shape, path):
+    if path.relative_to(REPO_ROOT).as_posix() in HA_ONLY_CONFIGS and shape == "single":
+        named = [name for name, service in services.items()
+                 if path.name in " ".join([*(service.get("command") or []),
+                                           *map(str, (service.get("environment") or {}).values())])]
+        assert not named, f"the single shape runs {path.name} in {named}"
+        return
     users = owners(services, path)
     assert users, f"{path.relative_to(REPO_ROOT)} is not mounted by any service"
     for caller in users:
