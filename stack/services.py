@@ -491,7 +491,7 @@ class Stack:
             "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{p['otelcol_zpages']}",
             "OTELCOL_STORAGE_DIR": str(self.data / name / "file_storage"),
             "OTELCOL_INGEST_TOKEN_FILE": str(self.token_file),
-            "OTELCOL_JAEGER_OTLP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
+            "OTELCOL_JAEGER_OTLP_TRACES_ENDPOINT": f"http://{HOST}:{self.ports['jaeger_otlp_http']}/v1/traces",
             "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT":
                 f"http://{HOST}:{self.ports['victorialogs']}/insert/opentelemetry/v1/logs",
             "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": self.opts.flush_interval,

@@ -189,6 +189,9 @@ def test_a_partitioned_alertmanager_fails_open_and_the_cluster_heals(compose_ha)
                  timeout=120)
         time.sleep(DUPLICATE_WINDOW)
         counts = {env: len(pages(stack.alert_sink, env)) for env in environments}
+        # The operator is told (compose.test.yaml's fast alerts cap its `for` at 5 s).
+        split = wait_for("AlertmanagerClusterSplit firing", lambda: prom_query(
+            stack.prometheus_url, 'ALERTS{alertname="AlertmanagerClusterSplit", alertstate="firing"}'), timeout=60)
     finally:
         for rule in gossip_rules("-D"):
             in_netns(stack, "alertmanager-2", rule)
@@ -197,5 +200,6 @@ def test_a_partitioned_alertmanager_fails_open_and_the_cluster_heals(compose_ha)
         with open(os.environ["HITL_HA_RESULTS"], "a") as f:
             f.write(json.dumps({"fault": "compose-alertmanager-partition", "pages_per_group": counts}) + "\n")
     assert all(1 <= n <= 2 for n in counts.values()), counts
+    assert {a["metric"]["instance"].split(":")[0] for a in split} >= {"alertmanager-2"}, split
     wait_for("one cluster of three again", lambda: all(cluster_view(u) == ("ready", 3) for u in urls.values()),
              timeout=120)

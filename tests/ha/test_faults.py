@@ -22,8 +22,9 @@ from tests.ha.load import SteadyLoad, counted_requests, log_records, trace_losse
 
 RATE = 10
 BEFORE, AFTER = 10, 10
-# How long the stores may take to hold everything after the fault ends. Recovery after a 2-minute
-# store outage took 170 s here (docs/reliability.md: two back-offs add up), so 5 minutes.
+# How long the stores may take to hold everything after the fault ends (a deadline, not a wait):
+# recovery after a 2-minute store outage takes 14 s here (docs/reliability.md; 170 s before the
+# gateways sent to Jaeger over HTTP), and a busy CI machine is slower.
 SETTLE_SECONDS = 300
 STABLE_SECONDS = 15
 
