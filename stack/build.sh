@@ -14,6 +14,7 @@
 #          composecheck (only when named: the compose.yaml validator of tests/compose, not part
 #          of the running stack)
 #          compose (only when named: the docker-compose CLI the tests/compose tests run)
+#          telemetrygen (only when named: the load generator of benchmarks/gateway_capacity.py)
 #
 # How each one is built (found by trying; see the comments at each target):
 #   otelcol-hitl   OpenTelemetry Collector Builder with otel-collector/builder-config.yaml
@@ -25,6 +26,7 @@
 #   sloth          go install
 #   composecheck   go build of tools/composecheck (compose-spec/compose-go pinned in its go.mod)
 #   compose        wrapper module tools/compose (upstream go.mod has exclude lines)
+#   telemetrygen   go install (contrib's cmd/telemetrygen, at OTELCOL_VERSION)
 #
 # Environment: HITL_STACK_CACHE (cache root), HITL_STACK_BUILD_JOBS (parallel builds, default 2
 # for two cores; measured: a cold build of all six took 709 s with the module cache filled, and
@@ -55,7 +57,7 @@ LDFLAGS_BASE="-s -w"
 # Longest builds first, so two parallel slots finish close together.
 ALL_TARGETS=(otelcol-hitl jaeger otelcol-hitl-agent prometheus alertmanager victoria-logs sloth)
 # Built only when named on the command line (or with --paths composecheck).
-EXTRA_TARGETS=(composecheck compose)
+EXTRA_TARGETS=(composecheck compose telemetrygen)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -90,6 +92,7 @@ target_spec() {
     sloth)         echo "sloth-$SLOTH_VERSION sloth" ;;
     composecheck)  echo "composecheck-$(composecheck_version) composecheck" ;;
     compose)       echo "compose-$COMPOSE_VERSION-$(compose_hash) docker-compose" ;;
+    telemetrygen)  echo "telemetrygen-$OTELCOL_VERSION telemetrygen" ;;
     *) log "unknown target: $1 (known: ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]})"; return 2 ;;
   esac
 }
@@ -211,6 +214,13 @@ build_sloth() {
 build_composecheck() {
   local out=$1
   (cd "$COMPOSECHECK_DIR" && go build -mod=readonly -ldflags "$LDFLAGS_BASE" -o "$out/composecheck" .)
+}
+
+build_telemetrygen() {
+  # The load generator of benchmarks/gateway_capacity.py, at the collector's release (its go.mod
+  # has no replace lines, so go install works).
+  GOBIN=$1 go install -ldflags "$LDFLAGS_BASE" \
+    "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v$OTELCOL_VERSION"
 }
 
 build_compose() {

@@ -1,0 +1,338 @@
+"""How many spans per second one gateway collector carries, and at what CPU and memory.
+
+    python -m benchmarks.gateway_capacity [--rates 2000,5000,10000,20000,30000] [--seconds 30]
+                                          [--soak 600 --soak-rate 10000] [--out results.jsonl]
+
+Two collectors, the same binary (otelcol-hitl, built by stack/build.sh), measured in turns at each
+offered rate in one run, so the machine's noise hits both alike:
+
+- `full`: the gateway's own config (otel-collector/config.yaml): memory_limiter, credential and
+  URL scrubbing, redaction with HMAC, span_metrics with exemplars (the Prometheus exporter holds
+  the series), disk queue with batching to a real Jaeger (Badger on disk);
+- `passthrough`: the baseline, OTLP in -> batch -> OTLP/HTTP to the same Jaeger, in-memory queue.
+
+The load is telemetrygen (built at the collector's release), one trace = one client span plus
+`--child-spans` server spans, each carrying this service's attributes at their real sizes (an
+HTTP route and method, a status, an SQL text of ~300 characters, a user agent): see SPAN_ATTRIBUTES.
+A fresh collector per measurement; its CPU is read from /proc (user + system), its RSS sampled
+every second, and what it accepted, refused and failed to export from its own metrics.
+
+Reported per (variant, rate): spans/s accepted, collector CPU in cores, spans per CPU-second
+(what one core carries), peak and final RSS, refused and dropped spans. The knee is the highest
+rate with nothing refused or dropped and the accepted rate within 5% of the offered one. Results
+go to --out (JSON lines) and a table on stdout; docs/capacity.md records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+BASE = 47000  # ports of this benchmark: 47000-47099, apart from every stack's
+PORTS = {"otlp_grpc": BASE + 17, "otlp_http": BASE + 18, "otlp_auth_grpc": BASE + 19, "otlp_auth_http": BASE + 20,
+         "prometheus": BASE + 89, "telemetry": BASE + 88, "health": BASE + 33, "zpages": BASE + 79,
+         "jaeger_otlp_grpc": BASE + 57, "jaeger_otlp_http": BASE + 58, "jaeger_query_http": BASE + 86,
+         "jaeger_query_grpc": BASE + 85, "jaeger_health": BASE + 34, "jaeger_metrics": BASE + 69}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# This service's spans, at their real sizes: a decision's server span and its UPDATE.
+SQL = ("UPDATE reviews SET status=%(status)s::reviewstatus, decided_at=%(decided_at)s::TIMESTAMP WITH TIME ZONE, "
+       "decision=%(decision)s::decisionkind, reviewer_key_id=%(reviewer_key_id)s::UUID, comment=%(comment)s::VARCHAR, "
+       "action_status=%(action_status)s::VARCHAR WHERE reviews.id = %(id_1)s::UUID AND reviews.status = "
+       "%(status_1)s::reviewstatus RETURNING reviews.id")
+SPAN_ATTRIBUTES = {
+    "http.request.method": '"POST"',
+    "http.route": '"/api/v1/reviews/{review_id}/decisions"',
+    "url.path": '"/api/v1/reviews/7f3c2a4e-9b1d-4c6e-8a2f-5d0e1b3c4a6f/decisions"',
+    "http.response.status_code": "201",
+    "user_agent.original": '"python-httpx/0.28.1"',
+    "db.system.name": '"postgresql"',
+    "db.query.text": f'"{SQL}"',
+    "hitl.decision": '"approve"',
+}
+
+
+@dataclass
+class Measurement:
+    variant: str
+    offered_spans_per_s: float
+    seconds: float
+    accepted_spans_per_s: float
+    exported_spans_per_s: float
+    refused_spans: int
+    dropped_spans: int
+    cpu_cores: float
+    spans_per_cpu_second: float
+    rss_peak_mib: float
+    rss_end_mib: float
+
+    @property
+    def clean(self) -> bool:
+        return (self.refused_spans == 0 and self.dropped_spans == 0
+                and self.accepted_spans_per_s >= 0.95 * self.offered_spans_per_s)
+
+
+def binaries() -> dict[str, str]:
+    subprocess.run(["bash", "stack/build.sh", "otelcol-hitl", "jaeger", "telemetrygen"], cwd=REPO, check=True)
+    out = subprocess.run(["bash", "stack/build.sh", "--paths", "otelcol-hitl", "jaeger", "telemetrygen"], cwd=REPO,
+                         check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([0-9.eE+-]+|NaN)")
+
+
+def counters(url: str) -> dict[str, float]:
+    """Each otelcol_* sample of the collector's own metrics, keyed `name` (summed over its labels)
+    and `name{exporter}` for per-exporter series."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = METRIC.match(line)
+        if not (m and m[1].startswith("otelcol_") and m[3] != "NaN"):
+            continue
+        out[m[1]] = out.get(m[1], 0.0) + float(m[3])
+        exporter = re.search(r'exporter="([^"]+)"', m[2] or "")
+        if exporter:
+            key = f"{m[1]}{{{exporter[1]}}}"
+            out[key] = out.get(key, 0.0) + float(m[3])
+    return out
+
+
+def passthrough_config(path: Path) -> None:
+    path.write_text(f"""# benchmarks/gateway_capacity.py: the baseline - OTLP in, batch, OTLP/HTTP to Jaeger.
+extensions:
+  health_check: {{endpoint: "{HOST}:{PORTS['health']}"}}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "{HOST}:{PORTS['otlp_grpc']}"}}
+processors:
+  batch: {{send_batch_size: 8192, timeout: 1s}}
+exporters:
+  otlp_http/jaeger:
+    traces_endpoint: "http://{HOST}:{PORTS['jaeger_otlp_http']}/v1/traces"
+    sending_queue: {{enabled: true, queue_size: 5000}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], processors: [batch], exporters: [otlp_http/jaeger]}}
+  telemetry:
+    metrics:
+      level: detailed
+      readers:
+        - pull: {{exporter: {{prometheus: {{host: "{HOST}", port: {PORTS['telemetry']}}}}}}}
+""")
+
+
+class Bench:
+    def __init__(self, bins: dict[str, str], work: Path):
+        self.bins, self.work = bins, work
+        self.jaeger: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+
+    def start_jaeger(self) -> None:
+        data = self.work / "jaeger"
+        env = self.env() | {
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_grpc']}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_http']}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_http']}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_grpc']}",
+            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{PORTS['jaeger_health']}",
+            "JAEGER_TELEMETRY_HOST": HOST, "JAEGER_METRICS_PORT": str(PORTS["jaeger_metrics"]),
+            "JAEGER_BADGER_DIR": str(data), "JAEGER_LOG_LEVEL": "warn",
+        }
+        log = open(self.work / "jaeger.log", "w")
+        self.jaeger = subprocess.Popen([self.bins["jaeger"], f"--config=file:{REPO / 'jaeger' / 'config.yaml'}"],
+                                       env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(f"http://{HOST}:{PORTS['jaeger_health']}/status")
+
+    def start_collector(self, variant: str) -> subprocess.Popen:
+        storage = self.work / "file_storage"
+        shutil.rmtree(storage, ignore_errors=True)
+        storage.mkdir()
+        token = self.work / "ingest-tokens"
+        token.write_text("bench-token-not-a-secret\n")
+        if variant == "full":
+            argv = [self.bins["otelcol-hitl"], f"--config=file:{REPO / 'otel-collector' / 'config.yaml'}"]
+        else:
+            config = self.work / "passthrough.yaml"
+            passthrough_config(config)
+            argv = [self.bins["otelcol-hitl"], f"--config=file:{config}"]
+        env = self.env() | {
+            "OTELCOL_INSTANCE_ID": f"bench-{variant}",
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_http']}",
+            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_grpc']}",
+            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_http']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{PORTS['prometheus']}",
+            "OTELCOL_TELEMETRY_HOST": HOST, "OTELCOL_TELEMETRY_PORT": str(PORTS["telemetry"]),
+            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{PORTS['health']}",
+            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{PORTS['zpages']}",
+            "OTELCOL_STORAGE_DIR": str(storage), "OTELCOL_INGEST_TOKEN_FILE": str(token),
+            "OTELCOL_JAEGER_OTLP_TRACES_ENDPOINT": f"http://{HOST}:{PORTS['jaeger_otlp_http']}/v1/traces",
+            # No logs are sent; the logs exporter points nowhere in particular.
+            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{HOST}:9/insert/opentelemetry/v1/logs",
+            "OTELCOL_LOG_LEVEL": "warn",
+        }
+        log = open(self.work / f"collector-{variant}.log", "a")
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(f"http://{HOST}:{PORTS['health']}/")
+        wait_http(f"http://{HOST}:{PORTS['telemetry']}/metrics")
+        return proc
+
+    def load(self, rate: float, seconds: float, child_spans: int) -> subprocess.Popen:
+        # One worker holds ~2500 spans/s on its own rate limiter; more share the rate evenly.
+        workers = max(1, math.ceil(rate / 2500))
+        argv = [self.bins["telemetrygen"], "traces", "--otlp-endpoint", f"{HOST}:{PORTS['otlp_grpc']}",
+                "--otlp-insecure", "--service", "hitl-review", "--workers", str(workers),
+                "--rate", f"{rate / workers:.3f}", "--duration", f"{seconds}s", "--child-spans", str(child_spans),
+                "--span-duration", "12ms", "--otlp-attributes", 'deployment.environment.name="bench"']
+        for key, value in SPAN_ATTRIBUTES.items():
+            argv += ["--telemetry-attributes", f"{key}={value}"]
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(self.work / "telemetrygen.log", "a"))
+
+    def measure(self, variant: str, rate: float, seconds: float, child_spans: int, sample_every: float = 1.0,
+                on_sample=None) -> Measurement:
+        proc = self.start_collector(variant)
+        try:
+            metrics_url = f"http://{HOST}:{PORTS['telemetry']}/metrics"
+            time.sleep(1)
+            before, cpu0, t0 = counters(metrics_url), cpu_seconds(proc.pid), time.monotonic()
+            gen = self.load(rate, seconds, child_spans)
+            peak = 0.0
+            while gen.poll() is None:
+                peak = max(peak, rss_mib(proc.pid))
+                if on_sample:
+                    on_sample(time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0, rss_mib(proc.pid))
+                time.sleep(sample_every)
+            time.sleep(3)  # the last batches leave the queue
+            after, cpu1, t1 = counters(metrics_url), cpu_seconds(proc.pid), time.monotonic()
+            wall = t1 - t0
+            d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+            accepted = d.get("otelcol_receiver_accepted_spans", 0.0)
+            exported = d.get("otelcol_exporter_sent_spans{otlp_http/jaeger}", 0.0)
+            dropped = (d.get("otelcol_exporter_send_failed_spans{otlp_http/jaeger}", 0.0)
+                       + d.get("otelcol_exporter_enqueue_failed_spans{otlp_http/jaeger}", 0.0))
+            cpu = cpu1 - cpu0
+            return Measurement(
+                variant=variant, offered_spans_per_s=rate, seconds=round(wall, 1),
+                accepted_spans_per_s=round(accepted / seconds, 1),
+                exported_spans_per_s=round(exported / seconds, 1),
+                refused_spans=int(d.get("otelcol_receiver_refused_spans", 0.0)), dropped_spans=int(dropped),
+                # Over the load's length: the few seconds around it are nearly idle.
+                cpu_cores=round(cpu / seconds, 3), spans_per_cpu_second=round(accepted / cpu, 1) if cpu else 0.0,
+                rss_peak_mib=round(max(peak, rss_mib(proc.pid)), 1), rss_end_mib=round(rss_mib(proc.pid), 1))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop(self) -> None:
+        if self.jaeger:
+            self.jaeger.terminate()
+            self.jaeger.wait(30)
+
+
+def knee(rows: list[Measurement], variant: str) -> float | None:
+    clean = [r.offered_spans_per_s for r in rows if r.variant == variant and r.clean]
+    return max(clean) if clean else None
+
+
+def main(argv: list[str] | None = None) -> list[Measurement]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rates", default="2000,5000,10000,20000,30000", help="offered spans/s, comma-separated")
+    p.add_argument("--seconds", type=float, default=30, help="load per measurement")
+    p.add_argument("--child-spans", type=int, default=3, help="server spans per trace (plus one client span)")
+    p.add_argument("--variants", default="full,passthrough")
+    p.add_argument("--soak", type=float, default=0, help="then the full pipeline for this many seconds")
+    p.add_argument("--soak-rate", type=float, default=10000)
+    p.add_argument("--out", type=Path, help="append the results here (JSON lines)")
+    args = p.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    variants = args.variants.split(",")
+
+    work = Path(tempfile.mkdtemp(prefix="hitl-gateway-bench-"))
+    bench = Bench(binaries(), work)
+    rows: list[Measurement] = []
+    try:
+        bench.start_jaeger()
+        for i, rate in enumerate(rates):
+            # Alternate which variant goes first, so a drift of the machine's speed hits both.
+            for variant in (variants if i % 2 == 0 else variants[::-1]):
+                row = bench.measure(variant, rate, args.seconds, args.child_spans)
+                rows.append(row)
+                print(json.dumps(asdict(row)), flush=True)
+                if args.out:
+                    with args.out.open("a") as f:
+                        f.write(json.dumps({"kind": "step", **asdict(row)}) + "\n")
+        if args.soak:
+            samples = []
+            soak = bench.measure("full", args.soak_rate, args.soak, args.child_spans, sample_every=10,
+                                 on_sample=lambda t, cpu, rss: samples.append((round(t), round(cpu, 1), round(rss, 1))))
+            print(json.dumps({"soak": asdict(soak), "samples": samples}), flush=True)
+            if args.out:
+                with args.out.open("a") as f:
+                    f.write(json.dumps({"kind": "soak", **asdict(soak), "samples": samples}) + "\n")
+    finally:
+        bench.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("\n| variant | offered spans/s | accepted spans/s | collector CPU (cores) | spans per CPU-second "
+          "| RSS peak / end (MiB) | refused | dropped |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in sorted(rows, key=lambda r: (r.variant, r.offered_spans_per_s)):
+        print(f"| {r.variant} | {r.offered_spans_per_s:g} | {r.accepted_spans_per_s:g} | {r.cpu_cores:.2f} | "
+              f"{r.spans_per_cpu_second:g} | {r.rss_peak_mib:g} / {r.rss_end_mib:g} | {r.refused_spans} | "
+              f"{r.dropped_spans} |")
+    for variant in variants:
+        print(f"knee ({variant}): {knee(rows, variant)} spans/s offered with nothing refused or dropped")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
