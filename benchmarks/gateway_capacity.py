@@ -18,7 +18,8 @@ A fresh collector per measurement; its CPU is read from /proc (user + system), i
 every second, and what it accepted, refused and failed to export from its own metrics.
 
 Reported per (variant, rate): spans/s accepted, collector CPU in cores, spans per CPU-second
-(what one core carries), peak and final RSS, refused and dropped spans. The knee is the highest
+(what one core carries), peak and final RSS, refused and dropped spans, and Jaeger's CPU for the
+spans it stored in the same window (the store's spans per CPU-second). The knee is the highest
 rate with nothing refused or dropped and the accepted rate within 5% of the offered one. Results
 go to --out (JSON lines) and a table on stdout; docs/capacity.md records them.
 """
@@ -79,6 +80,9 @@ class Measurement:
     spans_per_cpu_second: float
     rss_peak_mib: float
     rss_end_mib: float
+    # The store behind it, in the same window: Jaeger v2 on Badger.
+    jaeger_cpu_cores: float = 0.0
+    jaeger_spans_per_cpu_second: float = 0.0
 
     @property
     def clean(self) -> bool:
@@ -239,6 +243,7 @@ class Bench:
         try:
             metrics_url = f"http://{HOST}:{PORTS['telemetry']}/metrics"
             time.sleep(1)
+            jaeger0 = cpu_seconds(self.jaeger.pid)
             before, cpu0, t0 = counters(metrics_url), cpu_seconds(proc.pid), time.monotonic()
             gen = self.load(rate, seconds, child_spans)
             peak = 0.0
@@ -249,6 +254,7 @@ class Bench:
                 time.sleep(sample_every)
             time.sleep(3)  # the last batches leave the queue
             after, cpu1, t1 = counters(metrics_url), cpu_seconds(proc.pid), time.monotonic()
+            jaeger_cpu = cpu_seconds(self.jaeger.pid) - jaeger0
             wall = t1 - t0
             d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
             accepted = d.get("otelcol_receiver_accepted_spans", 0.0)
@@ -263,7 +269,9 @@ class Bench:
                 refused_spans=int(d.get("otelcol_receiver_refused_spans", 0.0)), dropped_spans=int(dropped),
                 # Over the load's length: the few seconds around it are nearly idle.
                 cpu_cores=round(cpu / seconds, 3), spans_per_cpu_second=round(accepted / cpu, 1) if cpu else 0.0,
-                rss_peak_mib=round(max(peak, rss_mib(proc.pid)), 1), rss_end_mib=round(rss_mib(proc.pid), 1))
+                rss_peak_mib=round(max(peak, rss_mib(proc.pid)), 1), rss_end_mib=round(rss_mib(proc.pid), 1),
+                jaeger_cpu_cores=round(jaeger_cpu / seconds, 3),
+                jaeger_spans_per_cpu_second=round(exported / jaeger_cpu, 1) if jaeger_cpu else 0.0)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
