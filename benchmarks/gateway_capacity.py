@@ -168,6 +168,18 @@ service:
 """)
 
 
+# The full pipeline with one stage left out (a second --config file overrides the pipeline), to
+# see what each stage costs: processors or exporters of service.pipelines.traces.
+FULL_PROCESSORS = ["memory_limiter", "attributes/drop-credentials", "transform/scrub-urls", "redaction/pii"]
+STAGE_VARIANTS = {
+    "full-no-redaction": {"processors": [p for p in FULL_PROCESSORS if p != "redaction/pii"]},
+    "full-no-scrub-urls": {"processors": [p for p in FULL_PROCESSORS if p != "transform/scrub-urls"]},
+    "full-no-span-metrics": {"exporters": ["otlp_http/jaeger"]},
+}
+# ...and what else a left-out stage needs changed (a connector must be used at both ends).
+STAGE_EXTRA = {"full-no-span-metrics": {"metrics": {"receivers": ["otlp", "otlp/authenticated"]}}}
+
+
 class Bench:
     def __init__(self, bins: dict[str, str], work: Path):
         self.bins, self.work = bins, work
@@ -198,8 +210,13 @@ class Bench:
         storage.mkdir()
         token = self.work / "ingest-tokens"
         token.write_text("bench-token-not-a-secret\n")
-        if variant == "full":
+        if variant == "full" or variant in STAGE_VARIANTS:
             argv = [self.bins["otelcol-hitl"], f"--config=file:{REPO / 'otel-collector' / 'config.yaml'}"]
+            if variant in STAGE_VARIANTS:
+                override = self.work / f"{variant}.yaml"
+                pipelines = {"traces": STAGE_VARIANTS[variant], **STAGE_EXTRA.get(variant, {})}
+                override.write_text(json.dumps({"service": {"pipelines": pipelines}}))
+                argv.append(f"--config=file:{override}")
         else:
             config = self.work / "passthrough.yaml"
             passthrough_config(config)
