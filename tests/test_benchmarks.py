@@ -1,10 +1,11 @@
 """The benchmarks run end to end (briefly), so the figures in docs/benchmarks.md stay
 reproducible: the overhead benchmark against real apps, PostgreSQL and the collector binary,
-and the span-encoding benchmark, which also checks that both encoders agree."""
+the span-encoding benchmark, which also checks that both encoders agree, and the gateway capacity
+benchmark against the collector, telemetrygen and Jaeger binaries."""
 
 import re
 
-from benchmarks import overhead, span_encoding
+from benchmarks import gateway_capacity, overhead, span_encoding
 
 
 def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypatch):
@@ -13,6 +14,17 @@ def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypa
     out = capsys.readouterr().out
     assert "| SDK (opentelemetry-exporter-otlp-proto-common) |" in out
     assert re.search(r"ratio \d+\.\d+x", out)
+
+
+def test_gateway_capacity_benchmark_measures_both_pipelines_against_a_real_jaeger():
+    rows = gateway_capacity.main(["--rates", "600", "--seconds", "4", "--variants", "full,passthrough"])
+    assert {r.variant for r in rows} == {"full", "passthrough"}
+    for r in rows:
+        # The collector accepted the load, Jaeger took it, and the CPU reading is the collector's.
+        assert r.accepted_spans_per_s > 100 and r.exported_spans_per_s > 100, r
+        assert r.refused_spans == r.dropped_spans == 0, r
+        assert 0 < r.cpu_cores < 2 and r.spans_per_cpu_second > 0 and r.rss_peak_mib > 10, r
+        assert r.jaeger_cpu_cores > 0, r
 
 
 def test_overhead_benchmark_runs_side_by_side(capsys, postgres_admin_url):
