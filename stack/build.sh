@@ -15,6 +15,8 @@
 #          of the running stack)
 #          compose (only when named: the docker-compose CLI the tests/compose tests run)
 #          telemetrygen (only when named: the load generator of benchmarks/gateway_capacity.py)
+#          kubernetes, etcd, kubeconform (only when named: the API server, controller manager,
+#          kubectl, their store and the schema checker that tests/kubernetes runs)
 #
 # How each one is built (found by trying; see the comments at each target):
 #   otelcol-hitl   OpenTelemetry Collector Builder with otel-collector/builder-config.yaml
@@ -27,6 +29,9 @@
 #   composecheck   go build of tools/composecheck (compose-spec/compose-go pinned in its go.mod)
 #   compose        wrapper module tools/compose (upstream go.mod has exclude lines)
 #   telemetrygen   go install (contrib's cmd/telemetrygen, at OTELCOL_VERSION)
+#   kubernetes     wrapper module stack/gomod/kubernetes (staging modules replaced by releases)
+#   etcd           wrapper module stack/gomod/etcd (upstream go.mod has replace lines)
+#   kubeconform    go install
 #
 # Environment: HITL_STACK_CACHE (cache root), HITL_STACK_BUILD_JOBS (parallel builds, default 2
 # for two cores; measured: a cold build of all six took 709 s with the module cache filled, and
@@ -57,7 +62,7 @@ LDFLAGS_BASE="-s -w"
 # Longest builds first, so two parallel slots finish close together.
 ALL_TARGETS=(otelcol-hitl jaeger otelcol-hitl-agent prometheus alertmanager victoria-logs sloth)
 # Built only when named on the command line (or with --paths composecheck).
-EXTRA_TARGETS=(composecheck compose telemetrygen)
+EXTRA_TARGETS=(composecheck compose telemetrygen kubernetes etcd kubeconform)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -81,6 +86,9 @@ composecheck_version() {
 COMPOSE_DIR=$REPO_ROOT/tools/compose
 compose_hash() { cat "$COMPOSE_DIR/go.mod" "$COMPOSE_DIR/go.sum" | sha256sum | cut -c1-8; }
 
+# The same for the Kubernetes and etcd wrappers.
+gomod_hash() { cat "$REPO_ROOT/stack/gomod/$1/go.mod" "$REPO_ROOT/stack/gomod/$1/go.sum" | sha256sum | cut -c1-8; }
+
 # target -> "<dir-name> <binary> [<binary>...]"
 target_spec() {
   case $1 in
@@ -93,6 +101,9 @@ target_spec() {
     composecheck)  echo "composecheck-$(composecheck_version) composecheck" ;;
     compose)       echo "compose-$COMPOSE_VERSION-$(compose_hash) docker-compose" ;;
     telemetrygen)  echo "telemetrygen-$OTELCOL_VERSION telemetrygen" ;;
+    kubernetes)    echo "kubernetes-$KUBERNETES_VERSION-$(gomod_hash kubernetes) kube-apiserver kube-controller-manager kubectl" ;;
+    etcd)          echo "etcd-$ETCD_VERSION-$(gomod_hash etcd) etcd" ;;
+    kubeconform)   echo "kubeconform-$KUBECONFORM_VERSION kubeconform" ;;
     *) log "unknown target: $1 (known: ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]})"; return 2 ;;
   esac
 }
@@ -221,6 +232,39 @@ build_telemetrygen() {
   # has no replace lines, so go install works).
   GOBIN=$1 go install -ldflags "$LDFLAGS_BASE" \
     "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v$OTELCOL_VERSION"
+}
+
+# The wrapper modules' pinned version must be versions.env's: a bump changes both or neither.
+check_wrapper_pin() {  # DIR MODULE WANT
+  local pinned
+  pinned=$(cd "$REPO_ROOT/stack/gomod/$1" && go list -m -f '{{.Version}}' "$2")
+  [[ $pinned == "$3" ]] || { echo "stack/gomod/$1 requires $2 $pinned but versions.env pins $3"; return 1; }
+}
+
+build_kubernetes() {
+  # Cold on two cores: ~7 minutes for the API server, ~2.5 for the controller manager (sharing
+  # most packages), ~0.5 for kubectl (docs/benchmarks.md). Without the version variables the
+  # binaries report v0.0.0-master and kubectl warns about the skew.
+  local out=$1 minor
+  check_wrapper_pin kubernetes k8s.io/kubernetes "v$KUBERNETES_VERSION"
+  minor=${KUBERNETES_VERSION#*.}; minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  local ld="$LDFLAGS_BASE -X $v.gitVersion=v$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+  ld+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
+  local cmd
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
+    (cd "$REPO_ROOT/stack/gomod/kubernetes" && go build -mod=readonly -ldflags "$ld" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+  done
+}
+
+build_etcd() {
+  check_wrapper_pin etcd go.etcd.io/etcd/server/v3 "v$ETCD_VERSION"
+  (cd "$REPO_ROOT/stack/gomod/etcd" && go build -mod=readonly -ldflags "$LDFLAGS_BASE" -o "$1/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_kubeconform() {
+  GOBIN=$1 go install -ldflags "$LDFLAGS_BASE -X main.version=v$KUBECONFORM_VERSION" \
+    "github.com/yannh/kubeconform/cmd/kubeconform@v$KUBECONFORM_VERSION"
 }
 
 build_compose() {

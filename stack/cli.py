@@ -24,6 +24,7 @@ from pathlib import Path
 
 from stack import process
 from stack import ha
+from stack import kubernetes
 from stack.services import (APP_PORT, PG_PORT, REDIS_PORT, REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, TOPOLOGIES,
                             Options, Service, Stack, parse_duration)
 
@@ -239,6 +240,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     target = REPO_ROOT / "prometheus" / "prometheus-ha.yml"
     target.write_text(ha.ha_prometheus_config(source.read_text()))
     say(f"wrote {target.relative_to(REPO_ROOT)}")
+    written = kubernetes.write()
+    say(f"wrote {len(written)} files under {kubernetes.DEPLOY_DIR.relative_to(REPO_ROOT)}")
+    return 0
+
+
+def cmd_k8s_secrets(args: argparse.Namespace) -> int:
+    """Print the Secrets of a Kubernetes overlay, from .env and the environment (which wins)."""
+    env: dict[str, str] = {}
+    if args.env_file and Path(args.env_file).exists():
+        for line in Path(args.env_file).read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key.strip()] = value.strip()
+    env.update({k: v for k, v in os.environ.items() if k in kubernetes.secret_variables()})
+    try:
+        sys.stdout.write(kubernetes.secrets_manifest(env, args.overlay))
+    except ValueError as exc:
+        say(f"k8s-secrets: {exc}")
+        return 2
     return 0
 
 
@@ -312,7 +333,10 @@ def parser() -> argparse.ArgumentParser:
                    help=", ".join(SERVICE_ORDER))
     s.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show which services run and whether they are healthy")
-    sub.add_parser("generate", help="rewrite the generated configs (prometheus/prometheus-ha.yml)")
+    sub.add_parser("generate", help="rewrite the generated configs (prometheus/prometheus-ha.yml, deploy/kubernetes)")
+    k = sub.add_parser("k8s-secrets", help="print the Secrets of a Kubernetes overlay from .env (docs/kubernetes.md)")
+    k.add_argument("--overlay", choices=sorted(kubernetes.NAMESPACES), default="prod")
+    k.add_argument("--env-file", default=".env", help="compose's .env (default: ./.env); the environment wins")
     return p
 
 
@@ -328,4 +352,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_stop(args)
     if args.command == "generate":
         return cmd_generate(args)
+    if args.command == "k8s-secrets":
+        return cmd_k8s_secrets(args)
     return cmd_status(args)

@@ -1,0 +1,246 @@
+"""deploy/kubernetes without a cluster: generated from the repository's sources (no drift), and
+the policies every object must follow, on what `kubectl kustomize` renders for each overlay."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack import ha, kubernetes
+from tests.kubernetes.conftest import OVERLAYS
+from tests.support.kube_cluster import REPO_ROOT
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+
+
+def workloads(objs: list[dict]) -> list[dict]:
+    return [o for o in objs if o["kind"] in WORKLOADS]
+
+
+def containers(obj: dict) -> list[dict]:
+    spec = obj["spec"]["template"]["spec"]
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def by_kind_name(objs: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+# -- one source --------------------------------------------------------------------------------
+
+def test_the_committed_manifests_are_what_the_generator_writes():
+    expected = kubernetes.files()
+    committed = {str(p.relative_to(kubernetes.DEPLOY_DIR)): p.read_text()
+                 for p in kubernetes.DEPLOY_DIR.rglob("*") if p.is_file()}
+    stale = sorted(k for k in expected if committed.get(k) != expected[k])
+    extra = sorted(set(committed) - set(expected))
+    assert not stale and not extra, f"deploy/kubernetes is stale: python -m stack generate (stale {stale}, extra {extra})"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_config_map_holds_the_repositorys_files_unchanged(rendered, overlay):
+    maps = {o["metadata"]["name"]: o["data"] for o in rendered[overlay] if o["kind"] == "ConfigMap"}
+    sources = {
+        ("otel-collector", "config.yaml"): "otel-collector/config.yaml",
+        ("otel-collector", "agent.yaml"): "otel-collector/agent.yaml",
+        ("jaeger", "config.yaml"): "jaeger/config.yaml",
+        ("alertmanager", "alertmanager.yml"): "alertmanager/alertmanager.yml",
+        ("grafana", "grafana.ini"): "grafana/grafana.ini",
+    }
+    for path in (REPO_ROOT / "prometheus" / "rules").glob("*.yml"):
+        sources[("prometheus-rules", path.name)] = f"prometheus/rules/{path.name}"
+    for path in (REPO_ROOT / "grafana" / "dashboards").glob("*.json"):
+        sources[("grafana-dashboards", path.name)] = f"grafana/dashboards/{path.name}"
+    for folder, cm in (("datasources", "grafana-datasources"), ("dashboards", "grafana-dashboard-providers")):
+        for path in (REPO_ROOT / "grafana" / "provisioning" / folder).glob("*.y*ml"):
+            sources[(cm, path.name)] = f"grafana/provisioning/{folder}/{path.name}"
+    for (cm, key), rel in sources.items():
+        assert maps[cm][key] == (REPO_ROOT / rel).read_text(), f"ConfigMap {cm}/{key} differs from {rel}"
+    # Every key is one of those files, or Prometheus' derived config.
+    keys = {(cm, k) for cm, data in maps.items() for k in data}
+    assert keys - set(sources) == {("prometheus", "prometheus.yml")}
+
+
+def test_prometheus_on_kubernetes_differs_from_the_ha_file_only_in_its_targets():
+    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
+    k8s = kubernetes.kubernetes_prometheus_config(source)
+    ha_file = ha.ha_prometheus_config(source)
+
+    def strip(text: str) -> list[str]:
+        return [line for line in text.splitlines()
+                if not line.startswith("#") and "targets:" not in line
+                and not re.match(r"\s+(static|dns_sd)_configs:", line)]
+    k8s_lines = [line for line in strip(k8s) if not re.match(r"\s+(- names:|type: A|port: \d+|refresh_interval:)", line)]
+    assert k8s_lines == strip(ha_file)
+    assert "alertmanager-2.alertmanager-headless:9093" in k8s and "prometheus-1.prometheus-headless:9090" in k8s
+    assert "names: [otel-gateway]" in k8s and "names: [otel-gateway, otel-agent]" in k8s
+
+
+def test_the_kubernetes_prometheus_config_passes_promtool(tmp_path):
+    promtool = subprocess.run(["bash", str(REPO_ROOT / "stack" / "build.sh"), "--paths", "prometheus"],
+                              capture_output=True, text=True, check=True).stdout
+    promtool = dict(line.split("=", 1) for line in promtool.split())["promtool"]
+    (tmp_path / "prometheus.yml").write_text(kubernetes.kubernetes_prometheus_config(
+        (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()))
+    (tmp_path / "rules").symlink_to(REPO_ROOT / "prometheus" / "rules")
+    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True,
+                            env={"PROMETHEUS_REPLICA": "prometheus-0", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_the_versions_env_pins(rendered, overlay):
+    pinned = set(kubernetes.images().values())
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            assert c["image"] in pinned, f"{obj['metadata']['name']}/{c['name']}: {c['image']} is not pinned in versions.env"
+            name, _, tag = c["image"].rpartition(":")
+            assert name and tag and tag != "latest" and "/" not in tag
+            assert c.get("imagePullPolicy") == "IfNotPresent"
+
+
+def test_the_app_limits_are_the_thresholds_the_alerts_divide_by(rendered):
+    res = kubernetes.app_resources()
+    deploy = by_kind_name(rendered["prod"])[("Deployment", "hitl-review")]
+    limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": f"{res['cpu']:g}", "memory": f"{res['memory'] // (1 << 20)}Mi"}
+
+
+def test_victorialogs_gets_the_flags_file_line_for_line(rendered):
+    sts = by_kind_name(rendered["prod"])[("StatefulSet", "victorialogs")]
+    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[2:] == kubernetes.victorialogs_flags() and len(args) > 3
+
+
+def test_the_alertmanager_cluster_uses_the_shared_gossip_settings(rendered):
+    sts = by_kind_name(rendered["prod"])[("StatefulSet", "alertmanager")]
+    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert sts["spec"]["replicas"] == ha.ALERTMANAGERS
+    assert [a for a in args if a.startswith("--cluster.peer=")] == [
+        f"--cluster.peer=alertmanager-{i}.alertmanager-headless:9094" for i in range(ha.ALERTMANAGERS)]
+    assert set(ha.ALERTMANAGER_CLUSTER_FLAGS) <= set(args)
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_limits_and_probes(rendered, overlay):
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            where = f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}"
+            for kind in ("requests", "limits"):
+                assert set(c.get("resources", {}).get(kind, {})) == {"cpu", "memory"}, f"{where}: {kind}"
+            if obj["kind"] != "Job":  # a Job's container runs to its end; nothing to probe
+                assert "readinessProbe" in c and "livenessProbe" in c, f"{where}: probes"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_as_non_root_read_only_with_nothing_to_escalate(rendered, overlay):
+    for obj in workloads(rendered[overlay]):
+        pod = obj["spec"]["template"]["spec"]
+        where = f"{overlay}: {obj['kind']} {obj['metadata']['name']}"
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod.get("automountServiceAccountToken") is False, f"{where}: no pod here talks to the API server"
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), where
+        assert not any("hostPath" in v for v in pod.get("volumes", [])), where
+        for c in containers(obj):
+            ctx = c["securityContext"]
+            assert ctx == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                           "capabilities": {"drop": ["ALL"]}}, f"{where}/{c['name']}: {ctx}"
+            assert not any(p.get("hostPort") for p in c.get("ports", [])), f"{where}/{c['name']}: hostPort"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secrets_are_referenced_never_committed(rendered, overlay):
+    objs = rendered[overlay]
+    assert not [o for o in objs if o["kind"] == "Secret"], "a Secret with a value in deploy/kubernetes"
+    referenced = set()
+    for obj in workloads(objs):
+        pod = obj["spec"]["template"]["spec"]
+        for v in pod.get("volumes", []):
+            if "secret" in v:
+                keys = [i["key"] for i in v["secret"].get("items", [])] or list(kubernetes.SECRETS[v["secret"]["secretName"]])
+                referenced |= {(v["secret"]["secretName"], k) for k in keys}
+        for c in containers(obj):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    referenced.add((ref["name"], ref["key"]))
+    declared = {(name, key) for name, keys in kubernetes.SECRETS.items() for key in keys}
+    expected = declared - ({("hitl-redis", "url")} if overlay == "dev" else set())
+    assert referenced == expected, f"referenced but not declared: {referenced - declared}; declared, unused: {expected - referenced}"
+
+
+def test_no_file_under_deploy_carries_a_secret_value():
+    for path in kubernetes.DEPLOY_DIR.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (doc and doc.get("kind") == "Secret"), path
+    # The test .env values never reach the repository: only the command that prints them exists.
+    assert not list(Path(kubernetes.DEPLOY_DIR).rglob("*.env"))
+
+
+def test_the_secrets_command_names_what_is_missing():
+    with pytest.raises(ValueError, match="POSTGRES_PASSWORD.*GRAFANA_ADMIN_PASSWORD|GRAFANA_ADMIN_PASSWORD"):
+        kubernetes.secrets_manifest({"OTELCOL_INGEST_TOKEN": "x"}, "prod")
+    text = kubernetes.secrets_manifest({var: "v" for var in kubernetes.secret_variables()}, "dev")
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(text)]
+    assert "hitl-redis" not in names and "hitl-database" in names
+    dev_db = next(d for d in yaml.safe_load_all(text) if d["metadata"]["name"] == "hitl-database")
+    import base64
+    assert base64.b64decode(dev_db["data"]["url"]).decode() == "v"  # given: not the default
+    text = kubernetes.secrets_manifest({var: "v" for var in kubernetes.secret_variables() if var != "DATABASE_URL"}, "dev")
+    dev_db = next(d for d in yaml.safe_load_all(text) if d["metadata"]["name"] == "hitl-database")
+    assert base64.b64decode(dev_db["data"]["url"]).decode() == kubernetes.DEV_DATABASE_URL
+
+
+def test_only_the_dev_overlay_runs_a_database(rendered):
+    dev = by_kind_name(rendered["dev"])
+    prod = by_kind_name(rendered["prod"])
+    assert ("StatefulSet", "postgres") in dev and ("Deployment", "redis") in dev
+    assert not [k for k in prod if k[1] in ("postgres", "redis")]
+    env = {e["name"]: e for e in prod[("Deployment", "hitl-review")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "hitl-redis", "key": "url"}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "hitl-database", "key": "url"}
+
+
+def test_the_app_keeps_capacity_through_rollouts_and_disruptions(rendered):
+    objs = by_kind_name(rendered["prod"])
+    deploy = objs[("Deployment", "hitl-review")]["spec"]
+    assert deploy["replicas"] >= 2
+    assert deploy["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    pdb = objs[("PodDisruptionBudget", "hitl-review")]["spec"]
+    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == deploy["selector"]["matchLabels"]
+    hpa = objs[("HorizontalPodAutoscaler", "hitl-review")]["spec"]
+    assert hpa["minReplicas"] == deploy["replicas"] and hpa["metrics"][0]["resource"]["name"] == "cpu"
+    job = next(o for o in rendered["prod"] if o["kind"] == "Job")
+    assert job["metadata"]["name"].endswith(kubernetes.app_version().replace(".", "-"))
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_let_only_the_collectors_take_otlp(rendered, overlay):
+    objs = rendered[overlay]
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    assert any(p["spec"]["podSelector"] == {} and "ingress" not in p["spec"] for p in policies), "default deny"
+    otlp_ports = {4317, 4318, 4319, 4320}
+    for p in policies:
+        target = p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        for rule in p["spec"].get("ingress", []):
+            ports = frozenset(x["port"] for x in rule["ports"])
+            sources = rule.get("from", [])
+            if ports & otlp_ports and target not in ("otel-agent", "otel-gateway", "jaeger"):
+                pytest.fail(f"{target} accepts OTLP")
+            cross = not sources or any("namespaceSelector" in s for s in sources)
+            if cross:
+                # Other namespaces reach only the authenticated receiver, the API and Grafana.
+                assert (target, ports) in {("otel-agent", frozenset({4319, 4320})), ("hitl-review", frozenset({8000})),
+                                          ("grafana", frozenset({3000}))}, (target, ports)
+    db = [p for p in policies if p["metadata"]["name"] in ("postgres", "redis")]
+    assert len(db) == (2 if overlay == "dev" else 0)
+    for p in db:
+        assert p["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "hitl-review"}}}]
