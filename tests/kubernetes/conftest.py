@@ -66,8 +66,11 @@ def applied(cluster) -> dict[str, str]:
     `python -m stack k8s-secrets` from a test .env. overlay -> namespace."""
     env = secret_values()
     for overlay in OVERLAYS:
-        cluster.kubectl("apply", "--server-side", "--field-manager=hitl-tests", "-k",
-                        str(kubernetes.DEPLOY_DIR / "overlays" / overlay), timeout=180)
+        result = cluster.kubectl("apply", "--server-side", "--field-manager=hitl-tests", "-k",
+                                 str(kubernetes.DEPLOY_DIR / "overlays" / overlay), timeout=180)
+        # The namespace warns as well as enforces the restricted Pod Security level: a workload
+        # whose template would violate it is reported here, before its Pods are refused.
+        assert "Warning" not in result.stderr, result.stderr
         if overlay == "dev":
             env_for = {k: v for k, v in env.items() if k != "DATABASE_URL"}  # dev's default: in-cluster
         else:
