@@ -204,7 +204,7 @@ class Bench:
                                        env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"http://{HOST}:{PORTS['jaeger_health']}/status")
 
-    def start_collector(self, variant: str) -> subprocess.Popen:
+    def start_collector(self, variant: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         storage = self.work / "file_storage"
         shutil.rmtree(storage, ignore_errors=True)
         storage.mkdir()
@@ -236,7 +236,7 @@ class Bench:
             # No logs are sent; the logs exporter points nowhere in particular.
             "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{HOST}:9/insert/opentelemetry/v1/logs",
             "OTELCOL_LOG_LEVEL": "warn",
-        }
+        } | (extra_env or {})
         log = open(self.work / f"collector-{variant}.log", "a")
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"http://{HOST}:{PORTS['health']}/")

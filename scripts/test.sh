@@ -13,12 +13,12 @@ cd "$(dirname "$0")/.."
 
 # The end-to-end tests run the native stack; the compose tests the Compose CLI; tests/kubernetes a
 # kube-apiserver, controller manager, kubectl, etcd and kubeconform; the benchmark smoke test
-# telemetrygen. One build.sh call for all, so its two parallel slots stay busy (a no-op when
+# telemetrygen and vegeta. One build.sh call for all, so its two parallel slots stay busy (a no-op when
 # cached; cold: docs/benchmarks.md).
 echo "== building the pinned binaries (cached in ${HITL_STACK_CACHE:-~/.cache/hitl-stack})" >&2
 # shellcheck disable=SC2046 # one target per word
 # kubernetes first: the longest build (build.sh starts targets in the order given).
-bash stack/build.sh kubernetes $(bash stack/build.sh --list) compose telemetrygen etcd kubeconform
+bash stack/build.sh kubernetes $(bash stack/build.sh --list) compose telemetrygen vegeta etcd kubeconform
 
 # The compose tests run compose.yaml on a Docker engine of the project's own (Debian's docker.io,
 # installed if missing), with the pinned Compose CLI (built above) and local twins of the images no registry

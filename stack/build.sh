@@ -15,6 +15,7 @@
 #          of the running stack)
 #          compose (only when named: the docker-compose CLI the tests/compose tests run)
 #          telemetrygen (only when named: the load generator of benchmarks/gateway_capacity.py)
+#          vegeta (only when named: the open-loop HTTP load generator of benchmarks/app_capacity.py)
 #          kubernetes, etcd, kubeconform (only when named: the API server, controller manager,
 #          kubectl, their store and the schema checker that tests/kubernetes runs)
 #
@@ -29,6 +30,7 @@
 #   composecheck   go build of tools/composecheck (compose-spec/compose-go pinned in its go.mod)
 #   compose        wrapper module tools/compose (upstream go.mod has exclude lines)
 #   telemetrygen   go install (contrib's cmd/telemetrygen, at OTELCOL_VERSION)
+#   vegeta         go install
 #   kubernetes     wrapper module stack/gomod/kubernetes (staging modules replaced by releases)
 #   etcd           wrapper module stack/gomod/etcd (upstream go.mod has replace lines)
 #   kubeconform    go install
@@ -62,7 +64,7 @@ LDFLAGS_BASE="-s -w"
 # Longest builds first, so two parallel slots finish close together.
 ALL_TARGETS=(otelcol-hitl jaeger otelcol-hitl-agent prometheus alertmanager victoria-logs sloth)
 # Built only when named on the command line (or with --paths composecheck).
-EXTRA_TARGETS=(composecheck compose telemetrygen kubernetes etcd kubeconform)
+EXTRA_TARGETS=(composecheck compose telemetrygen vegeta kubernetes etcd kubeconform)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -101,6 +103,7 @@ target_spec() {
     composecheck)  echo "composecheck-$(composecheck_version) composecheck" ;;
     compose)       echo "compose-$COMPOSE_VERSION-$(compose_hash) docker-compose" ;;
     telemetrygen)  echo "telemetrygen-$OTELCOL_VERSION telemetrygen" ;;
+    vegeta)        echo "vegeta-$VEGETA_VERSION vegeta" ;;
     kubernetes)    echo "kubernetes-$KUBERNETES_VERSION-$(gomod_hash kubernetes) kube-apiserver kube-controller-manager kubectl" ;;
     etcd)          echo "etcd-$ETCD_VERSION-$(gomod_hash etcd) etcd" ;;
     kubeconform)   echo "kubeconform-$KUBECONFORM_VERSION kubeconform" ;;
@@ -260,6 +263,12 @@ build_kubernetes() {
 build_etcd() {
   check_wrapper_pin etcd go.etcd.io/etcd/server/v3 "v$ETCD_VERSION"
   (cd "$REPO_ROOT/stack/gomod/etcd" && go build -mod=readonly -ldflags "$LDFLAGS_BASE" -o "$1/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_vegeta() {
+  # Vegeta prints this variable in `vegeta -version` (its Makefile sets it the same way).
+  GOBIN=$1 go install -ldflags "$LDFLAGS_BASE -X main.Version=v$VEGETA_VERSION" \
+    "github.com/tsenart/vegeta/v12@v$VEGETA_VERSION"
 }
 
 build_kubeconform() {

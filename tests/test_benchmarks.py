@@ -1,11 +1,12 @@
 """The benchmarks run end to end (briefly), so the figures in docs/benchmarks.md stay
 reproducible: the overhead benchmark against real apps, PostgreSQL and the collector binary,
 the span-encoding benchmark, which also checks that both encoders agree, and the gateway capacity
-benchmark against the collector, telemetrygen and Jaeger binaries."""
+benchmark against the collector, telemetrygen and Jaeger binaries, and the app capacity benchmark
+(vegeta against real app processes on PostgreSQL and Redis, through the collector)."""
 
 import re
 
-from benchmarks import gateway_capacity, overhead, span_encoding
+from benchmarks import app_capacity, gateway_capacity, overhead, span_encoding
 
 
 def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypatch):
@@ -67,3 +68,17 @@ def test_the_otel_defaults_reference_really_has_the_default_shape(tmp_path, post
         assert "db.client.connections.usage" in sink.metrics
     finally:
         sink.stop()
+
+
+def test_app_capacity_benchmark_loads_the_mix_open_loop_with_and_without_telemetry(postgres_admin_url, redis_url):
+    rows = app_capacity.main(["--database-url", postgres_admin_url, "--redis-url", redis_url,
+                              "--rates", "15", "--seconds", "3", "--warmup", "1", "--variants", "on-2,off-1"])
+    assert {r.variant for r in rows} == {"on-2", "off-1"}
+    for r in rows:
+        # Every request of the mix answered 200 (list, get, stats) or 201 (submit, decide).
+        assert r.errors == 0 and set(r.status_codes) == {"200", "201"}, r
+        assert r.requests >= 40 and abs(r.achieved_rps - 15) < 2, r
+        assert 0 < r.p50_ms <= r.p95_ms <= r.p99_ms and r.app_cpu_ms_per_request > 0, r
+        # With telemetry on, each request's spans went through the collector; off, none did.
+        assert (r.collector_spans >= r.requests) if r.telemetry else (r.collector_spans == 0), r
+    assert app_capacity.knee(rows, "on-2") == 15
