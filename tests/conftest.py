@@ -21,6 +21,29 @@ from tests.support.databases import fresh_postgres_database  # noqa: E402
 BACKENDS = ["sqlite", "postgresql"]
 
 
+def xdist_group(nodeid: str) -> str | None:
+    """With `-n 2 --dist loadgroup` (.ci/run), the tests that share a running system stay on one
+    worker, in their order: everything on the Docker engine (the compose tests and both compose
+    stacks), everything on a native stack (tests/e2e's at port offset 100, tests/ha's at 300), the
+    benchmark smoke tests (one block of ports). The rest goes to whichever worker is free. The two
+    groups' ports, projects and run directories are apart, so they run side by side."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/compose/") or path == "tests/ha/test_compose_shape.py" or "[compose" in nodeid:
+        return "engine"
+    if path.startswith(("tests/e2e/", "tests/ha/")):
+        return "native-stacks"
+    if path == "tests/test_benchmarks.py":
+        return "benchmarks"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = xdist_group(item.nodeid)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def _require(var: str) -> str:
     value = os.environ.get(var)
     if not value:
