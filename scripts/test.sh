@@ -6,8 +6,13 @@
 # any arguments given (the end-to-end tests start their own native stack and compose stack), and
 # stops them again. Needs root (dockerd), python3.11, Go, and Debian's postgresql and
 # redis-server packages (.ci/run installs them; docker.io is installed here if missing).
+#
+# --lanes (first argument; .ci/run): the suite as two pytest processes side by side, see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+lanes=0
+if [ "${1:-}" = --lanes ]; then lanes=1; shift; fi
 
 . scripts/venv.sh
 
@@ -33,6 +38,31 @@ eval "$(bash scripts/test-services.sh start)"
 trap 'bash scripts/test-services.sh stop; bash scripts/docker-engine.sh stop' EXIT
 
 set +e
+if [ "$lanes" = 1 ]; then
+  # Two pytest processes side by side (tests/conftest.py, lane_engine): the engine's lane writes to
+  # a log, shown when both are done; the other prints as it goes. Most of both lanes is waiting
+  # (outages, alert `for`s, peer timeouts), so two share the two cores well.
+  lane_log=$(mktemp -t hitl-lane-engine.XXXXXX.log)
+  # Each its own temporary folder: pytest prunes the older ones of a shared default.
+  lane_tmp=$(mktemp -d -t hitl-lanes.XXXXXX)
+  "$venv/bin/python" -m pytest -p no:cacheprovider --basetemp="$lane_tmp/engine" -m lane_engine "$@" >"$lane_log" 2>&1 &
+  engine_pid=$!
+  "$venv/bin/python" -m pytest -p no:cacheprovider --basetemp="$lane_tmp/other" -m "not lane_engine" "$@"
+  other=$?
+  wait "$engine_pid"
+  engine=$?
+  echo "== lane_engine (the Docker engine's tests, alerting, telemetry, Kubernetes, benchmarks):" >&2
+  cat "$lane_log"
+  rm -rf "$lane_log" "$lane_tmp"
+  echo "== lanes: other exit $other, lane_engine exit $engine" >&2
+  set -e
+  # 5 = no tests selected in that lane (e.g. -k picked tests of one lane only).
+  if [ "$other" = 5 ] && [ "$engine" = 5 ]; then echo "no tests ran" >&2; exit 1; fi
+  for status in "$other" "$engine"; do
+    if [ "$status" != 0 ] && [ "$status" != 5 ]; then exit "$status"; fi
+  done
+  exit 0
+fi
 "$venv/bin/python" -m pytest -p no:cacheprovider "$@"
 status=$?
 set -e

@@ -102,10 +102,20 @@ def images() -> dict[str, str]:
     }
 
 
-def app_resources() -> dict[str, float]:
-    """thresholds.yaml `resources` of the app: the limits HighCPUUsage/HighMemoryUsage divide by."""
-    res = yaml.safe_load((REPO_ROOT / "thresholds.yaml").read_text())["resources"]["hitl-review"]
+def limits_of(service: str) -> dict[str, float]:
+    """thresholds.yaml `resources`: the limits the utilisation alerts divide by (HighCPUUsage and
+    HighMemoryUsage for the app, OtelCollectorNearCapacity for each collector)."""
+    res = yaml.safe_load((REPO_ROOT / "thresholds.yaml").read_text())["resources"][service]
     return {"cpu": res["cpu_cores"], "memory": res["memory_bytes"]}
+
+
+def app_resources() -> dict[str, float]:
+    return limits_of("hitl-review")
+
+
+def limited(service: str, cpu_request: str) -> dict:
+    res = limits_of(service)
+    return resources(cpu_request, f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}")
 
 
 def victorialogs_flags() -> list[str]:
@@ -316,11 +326,10 @@ APP_SECRET_MOUNTS = [
 
 
 def app_container(name: str, args: list[str] | None, *, probes: bool) -> dict:
-    res = app_resources()
     c = {"name": name, "image": images()["app"], "imagePullPolicy": "IfNotPresent",
          "env": app_env(), "securityContext": CONTAINER_SECURITY,
          # thresholds.yaml: one uvicorn worker, its CPU and memory limit.
-         "resources": resources("250m", f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}"),
+         "resources": limited(APP, "250m"),
          "volumeMounts": [TMP_MOUNT, *APP_SECRET_MOUNTS]}
     if args:
         c["args"] = args
@@ -377,15 +386,16 @@ COLLECTOR_PORTS = dict(otlp_grpc=4317, otlp_http=4318, otlp_auth_grpc=4319, otlp
                        telemetry=8888, health=13133)
 
 
-def collector_container(image: str, config: str, env: list[dict], memory: str, *, prometheus: bool) -> dict:
+def collector_container(image: str, config: str, env: list[dict], *, prometheus: bool) -> dict:
     p = dict(COLLECTOR_PORTS, **({"prometheus": 8889} if prometheus else {}))
     return {"name": "otelcol", "image": images()[image], "imagePullPolicy": "IfNotPresent",
             "args": [f"--config=file:/etc/hitl/otel-collector/{config}"],
             "env": [secret_env("OTELCOL_REDACTION_HMAC_KEY", "otelcol", "redaction-hmac-key"),
                     {"name": "OTELCOL_INGEST_TOKEN_FILE", "value": "/run/secrets/hitl/otelcol/ingest-tokens"}, *env],
             "ports": ports(**p), "securityContext": CONTAINER_SECURITY,
-            # memory_limiter works in percentages of this limit.
-            "resources": resources("200m", memory, "1"),
+            # thresholds.yaml: memory_limiter works in percentages of the memory limit, and
+            # OtelCollectorNearCapacity divides by the CPU limit.
+            "resources": limited("otel-collector", "200m"),
             "readinessProbe": http_probe("/", "health", period=5),
             "livenessProbe": http_probe("/", "health", period=10, failures=6),
             "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/otel-collector", "readOnly": True},
@@ -402,7 +412,7 @@ def collector_objects(configs: dict[str, dict]) -> list[dict]:
                    "terminationGracePeriodSeconds": 30,
                    "containers": [collector_container("gateway", "config.yaml", [
                        # collector.instance.id: the pod's stable name (otel-gateway-0, ...).
-                       field_env("OTELCOL_INSTANCE_ID", "metadata.name")], "512Mi", prometheus=True)],
+                       field_env("OTELCOL_INSTANCE_ID", "metadata.name")], prometheus=True)],
                    "volumes": volumes}
     gateway = statefulset(GATEWAY, "gateway", ha.DEFAULT_GATEWAYS, gateway_pod, service_name=GATEWAY,
                           claims=[pvc_template("file-storage", "2Gi")],
@@ -410,7 +420,7 @@ def collector_objects(configs: dict[str, dict]) -> list[dict]:
     agent_pod = {"securityContext": pod_security("otelcol", fs_group=True),
                  "terminationGracePeriodSeconds": 30,
                  "containers": [collector_container("agent", "agent.yaml", [
-                     field_env("OTELCOL_INSTANCE_ID", "spec.nodeName")], "256Mi", prometheus=False)],
+                     field_env("OTELCOL_INSTANCE_ID", "spec.nodeName")], prometheus=False)],
                  # The queue survives a container restart; a deleted pod's queue is lost
                  # (a hostPath would survive it, but the restricted Pod Security level forbids it).
                  "volumes": [*volumes, {"name": "file-storage", "emptyDir": {"sizeLimit": "2Gi"}}]}

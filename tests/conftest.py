@@ -21,27 +21,25 @@ from tests.support.databases import fresh_postgres_database  # noqa: E402
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def xdist_group(nodeid: str) -> str | None:
-    """With `-n 2 --dist loadgroup` (.ci/run), the tests that share a running system stay on one
-    worker, in their order: everything on the Docker engine (the compose tests and both compose
-    stacks), everything on a native stack (tests/e2e's at port offset 100, tests/ha's at 300), the
-    benchmark smoke tests (one block of ports). The rest goes to whichever worker is free. The two
-    groups' ports, projects and run directories are apart, so they run side by side."""
+# `scripts/test.sh --lanes` (.ci/run) runs two pytest processes side by side: `-m lane_engine` and
+# `-m "not lane_engine"`. What shares a running system stays in one lane, in its order.
+# lane_engine: everything on the Docker engine (the compose tests, both compose stacks), and
+# tests that start only processes of their own on free ports (alerting, telemetry, Kubernetes,
+# the benchmark smoke tests on their own port block), to even the lanes out. The other lane:
+# both native stacks (tests/e2e's at port offset 100, tests/ha's at 300) and the rest. The
+# lanes' ports, compose projects and run directories are apart.
+ENGINE_LANE_PATHS = ("tests/compose/", "tests/ha/test_compose_shape.py", "tests/alerting/", "tests/telemetry/",
+                     "tests/kubernetes/", "tests/test_benchmarks.py")
+
+
+def in_engine_lane(nodeid: str) -> bool:
     path = nodeid.split("::", 1)[0]
-    if path.startswith("tests/compose/") or path == "tests/ha/test_compose_shape.py" or "[compose" in nodeid:
-        return "engine"
-    if path.startswith(("tests/e2e/", "tests/ha/")):
-        return "native-stacks"
-    if path == "tests/test_benchmarks.py":
-        return "benchmarks"
-    return None
+    return path.startswith(ENGINE_LANE_PATHS) or (path.startswith("tests/e2e/") and "[compose" in nodeid)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = xdist_group(item.nodeid)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item):
+    if in_engine_lane(item.nodeid):
+        item.add_marker(pytest.mark.lane_engine)
 
 
 def _require(var: str) -> str:

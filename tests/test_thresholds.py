@@ -103,11 +103,12 @@ def test_the_generated_slo_rules_carry_the_objective(name):
 @pytest.mark.parametrize("service", sorted(CONFIG["resources"]))
 def test_process_limits_of_the_recording_rules(service):
     limits = CONFIG["resources"][service]
-    rules = {r["record"]: r for r in _rules(REPO / "prometheus" / "rules" / "recording.yml") if "record" in r}
+    rules = {(r["record"], r.get("labels", {}).get("service_name")): r
+             for r in _rules(REPO / "prometheus" / "rules" / "recording.yml") if "record" in r}
     for record, key in (("service:process_cpu_limit_cores", "cpu_cores"),
                         ("service:process_memory_limit_bytes", "memory_bytes")):
-        rule = rules[record]
-        assert rule["labels"]["service_name"] == service
+        assert (record, service) in rules, f"recording.yml has no {record} for {service}"
+        rule = rules[(record, service)]
         value = float(re.fullmatch(r"vector\(([0-9.e]+)\)", rule["expr"].split("#")[0].strip()).group(1))
         assert value == limits[key], f"recording.yml {record} = {value:g}, thresholds.yaml {key} = {limits[key]}"
 
@@ -120,6 +121,20 @@ def test_the_app_container_gets_the_limits():
     units = {"k": 2**10, "m": 2**20, "g": 2**30}
     as_bytes = int(memory[:-1]) * units[memory[-1].lower()] if memory[-1].isalpha() else int(memory)
     assert as_bytes == limits["memory_bytes"], f"compose.stack.yaml app mem_limit: {memory}"
+
+
+def test_the_collector_containers_get_the_limits():
+    """compose's collectors (memory; compose gives no CPU limit) and the Kubernetes ones."""
+    from stack import kubernetes
+
+    limits = CONFIG["resources"]["otel-collector"]
+    collector = yaml.safe_load((REPO / "compose.stack.yaml").read_text())["services"]["otel-collector"]
+    assert collector["mem_limit"] == f"{limits['memory_bytes'] // 2**20}m", f"compose.stack.yaml: {collector['mem_limit']}"
+    objs = [o for o in kubernetes.collector_objects(kubernetes.config_maps()) if o["kind"] in ("StatefulSet", "DaemonSet")]
+    assert len(objs) == 2
+    for obj in objs:
+        res = obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert res == {"cpu": f"{limits['cpu_cores']:g}", "memory": f"{limits['memory_bytes'] // 2**20}Mi"}, obj["metadata"]["name"]
 
 
 def test_the_dashboards_read_the_config():
