@@ -7,6 +7,9 @@ Reads gateway.jsonl (benchmarks.gateway_capacity --out) and writes gateway-cpu.p
 gateway-rss.png: collector CPU and RSS against the span rate the collector accepted, the full
 gateway pipeline beside the pass-through baseline, with the point where Jaeger stops keeping up
 marked on each curve. Medians of repeated runs at the same rate, with their spread.
+Reads app.jsonl (benchmarks.app_capacity --out) and writes app-latency.png: p95 latency against
+the offered request rate for each variant (telemetry on/off, 1 and 2 processes), the 500 ms SLO
+drawn across, the knee of each curve marked; app-cpu.png: the app's CPU per request.
 """
 
 from __future__ import annotations
@@ -73,6 +76,61 @@ def plot_gateway(results: Path, out: Path) -> list[Path]:
     return written
 
 
+APP_LABELS = {"on-1": "1 process, telemetry on", "off-1": "1 process, OTEL_SDK_DISABLED",
+              "on-2": "2 processes, telemetry on", "off-2": "2 processes, OTEL_SDK_DISABLED"}
+APP_STYLE = {"on-1": ("tab:blue", "-"), "off-1": ("tab:blue", "--"), "on-2": ("tab:orange", "-"),
+             "off-2": ("tab:orange", "--")}
+
+
+def plot_app(results: Path, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by: dict[str, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for line in (results / "app.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        by[row["variant"]][row["offered_rps"]].append(row)
+    written = []
+    for metric, ylabel, name, log in (("p95_ms", "p95 latency (ms, log scale)", "app-latency.png", True),
+                                      ("app_cpu_ms_per_request", "app CPU per request (ms)", "app-cpu.png", False)):
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+        for variant in sorted(by, key=lambda v: list(APP_STYLE).index(v) if v in APP_STYLE else 9):
+            rates = sorted(by[variant])
+            med = [statistics.median(r[metric] for r in by[variant][x]) for x in rates]
+            low = [min(r[metric] for r in by[variant][x]) for x in rates]
+            high = [max(r[metric] for r in by[variant][x]) for x in rates]
+            color, style = APP_STYLE.get(variant, (None, "-"))
+            line, = ax.plot(rates, med, marker="o", linestyle=style, color=color, label=APP_LABELS.get(variant, variant))
+            ax.fill_between(rates, low, high, alpha=0.15, color=line.get_color())
+            if metric == "p95_ms":
+                # The knee: the last rate of the median curve within the SLO with no error at all.
+                ok = [x for x in rates if statistics.median(r["p95_ms"] for r in by[variant][x]) < 500
+                      and all(r["errors"] == 0 for r in by[variant][x])]
+                knee = None
+                for x in rates:
+                    if x not in ok:
+                        break
+                    knee = x
+                if knee:
+                    ax.plot([knee], [med[rates.index(knee)]], marker="*", markersize=14, color=line.get_color())
+        if metric == "p95_ms":
+            ax.axhline(500, color="red", linewidth=1, alpha=0.6)
+            ax.text(ax.get_xlim()[0], 520, " latency SLO: p95 < 500 ms", color="red", fontsize=8, va="bottom")
+            ax.set_yscale("log")
+        ax.set_xlabel("offered requests per second (open loop, the mix of docs/capacity.md)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path, metadata={"Software": None})
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=REPO / "docs" / "capacity")
@@ -80,6 +138,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     written = plot_gateway(args.results, args.out)
+    if (args.results / "app.jsonl").exists():
+        written += plot_app(args.results, args.out)
     for path in written:
         print(path)
     return written

@@ -81,4 +81,13 @@ def test_app_capacity_benchmark_loads_the_mix_open_loop_with_and_without_telemet
         assert 0 < r.p50_ms <= r.p95_ms <= r.p99_ms and r.app_cpu_ms_per_request > 0, r
         # With telemetry on, each request's spans went through the collector; off, none did.
         assert (r.collector_spans >= r.requests) if r.telemetry else (r.collector_spans == 0), r
-    assert app_capacity.knee(rows, "on-2") == 15
+
+
+
+def test_the_app_knee_is_the_last_rate_within_the_slo_before_the_first_outside():
+    def step(rate, p95, errors=0):
+        return app_capacity.Step("on-1", 1, True, rate, rate, 100, errors, errors / 100, 1, p95, p95, p95, 1, 1, 0, 100, {})
+    rows = [step(10, 50), step(20, 120), step(40, 499), step(60, 700), step(80, 300)]
+    assert app_capacity.knee(rows, "on-1") == 40  # 80 is back under 500 ms, but after a failed step
+    assert app_capacity.knee([step(10, 50), step(20, 60, errors=1)], "on-1") == 10
+    assert app_capacity.knee([step(10, 800)], "on-1") is None
