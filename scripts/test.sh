@@ -7,7 +7,9 @@
 # stops them again. Needs root (dockerd), python3.11, Go, and Debian's postgresql and
 # redis-server packages (.ci/run installs them; docker.io is installed here if missing).
 #
-# --lanes (first argument; .ci/run): the suite as two pytest processes side by side, see below.
+# --lanes (first argument): the suite as two pytest processes side by side, see below. Measured on
+# the 2-core CI machine: 32 min instead of ~40, but three timing-bound tests failed under the
+# contention, so .ci/run does not use it; with more cores it is the faster way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
