@@ -328,8 +328,9 @@ APP_SECRET_MOUNTS = [
 def app_container(name: str, args: list[str] | None, *, probes: bool) -> dict:
     c = {"name": name, "image": images()["app"], "imagePullPolicy": "IfNotPresent",
          "env": app_env(), "securityContext": CONTAINER_SECURITY,
-         # thresholds.yaml: one uvicorn worker, its CPU and memory limit.
-         "resources": limited(APP, "250m"),
+         # thresholds.yaml: one uvicorn worker, its CPU and memory limit; requested in full, so
+         # the HPA's percentage is of one core (docs/capacity.md: a process carries ~90 req/s).
+         "resources": limited(APP, f"{app_resources()['cpu']:g}"),
          "volumeMounts": [TMP_MOUNT, *APP_SECRET_MOUNTS]}
     if args:
         c["args"] = args
@@ -373,7 +374,9 @@ def app_objects() -> list[dict]:
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(APP, "api"),
            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
                     "minReplicas": 2, "maxReplicas": 6,
-                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+                    # 60% of a core: the headroom rule of docs/capacity.md (past ~90 req/s a
+                    # process collapses rather than slows down).
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}}
     svc = service(APP, "api", APP, {"http": 8000})
     return [deployment, pdb, hpa, svc, migrate]
