@@ -64,16 +64,22 @@ def plot_gateway(results: Path, out: Path) -> list[Path]:
                 ax.annotate("Jaeger falls behind", (first, med[xs.index(first)]), textcoords="offset points",
                             xytext=(-40, 12), color=line.get_color(), fontsize=8,
                             arrowprops={"arrowstyle": "->", "color": line.get_color()})
-        ax.set_xlabel("spans per second accepted by the collector")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
-        path = out / name
-        fig.savefig(path, metadata={"Software": None})
-        plt.close(fig)
-        written.append(path)
+        written.append(finish(plt, fig, ax, "spans per second accepted by the collector", ylabel, "lower right",
+                              out / name))
     return written
+
+
+def finish(plt, fig, ax, xlabel: str, ylabel: str, legend: str, path: Path) -> Path:
+    """Labels, grid and legend, then the PNG (without the matplotlib version, so a re-plot of the
+    same results gives the same file)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc=legend)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
 
 
 APP_LABELS = {"on-1": "1 process, telemetry on", "off-1": "1 process, OTEL_SDK_DISABLED",
@@ -119,15 +125,8 @@ def plot_app(results: Path, out: Path) -> list[Path]:
             ax.axhline(500, color="red", linewidth=1, alpha=0.6)
             ax.text(ax.get_xlim()[0], 520, " latency SLO: p95 < 500 ms", color="red", fontsize=8, va="bottom")
             ax.set_yscale("log")
-        ax.set_xlabel("offered requests per second (open loop, the mix of docs/capacity.md)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
-        path = out / name
-        fig.savefig(path, metadata={"Software": None})
-        plt.close(fig)
-        written.append(path)
+        written.append(finish(plt, fig, ax, "offered requests per second (open loop, the mix of docs/capacity.md)",
+                              ylabel, "upper left", out / name))
     return written
 
 
