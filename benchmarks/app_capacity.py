@@ -35,7 +35,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth.models import Role  # noqa: E402
 from benchmarks import gateway_capacity as gw  # noqa: E402
+from stack import process  # noqa: E402
 from tests.support.app_process import AppProcess  # noqa: E402
 from tests.support.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
 from tests.support.factories import decision_body, review_body  # noqa: E402
@@ -233,13 +233,8 @@ class AppBench:
 
     def stop(self) -> None:
         for proc in (self.collector, self.victorialogs):
-            if proc and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc:
+                process.terminate(proc, 30)
         self.pipeline.stop()
 
 

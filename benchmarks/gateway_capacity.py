@@ -32,7 +32,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,10 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stack import process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -290,12 +293,7 @@ class Bench:
                 jaeger_cpu_cores=round(jaeger_cpu / seconds, 3),
                 jaeger_spans_per_cpu_second=round(exported / jaeger_cpu, 1) if jaeger_cpu else 0.0)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            process.terminate(proc, 30)
 
     def stop(self) -> None:
         if self.jaeger:

@@ -100,6 +100,18 @@ def start_detached(
     return proc.pid
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM a child, wait up to timeout, then SIGKILL it (and reap it either way)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def stop(pid_file: PidFile, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> str:
     """Signal the process group, wait up to timeout, then SIGKILL it. Returns what happened."""
     pid = pid_file.running_pid()

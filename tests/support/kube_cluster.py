@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -23,6 +22,8 @@ import urllib.request
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stack import process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,14 +99,7 @@ class KubeCluster:
 
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            process.terminate(self.procs.pop(name), 15)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")
