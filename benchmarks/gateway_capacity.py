@@ -1,7 +1,7 @@
 """How many spans per second one gateway collector carries, and at what CPU and memory.
 
     python -m benchmarks.gateway_capacity [--rates 2000,5000,10000,20000,30000] [--seconds 30]
-                                          [--soak 600 --soak-rate 10000] [--out results.jsonl]
+                                          [--soak 600 --soak-rate 10000] [--alone] [--out results.jsonl]
 
 Two collectors, the same binary (otelcol-hitl, built by stack/build.sh), measured in turns at each
 offered rate in one run, so the machine's noise hits both alike:
@@ -21,7 +21,13 @@ Reported per (variant, rate): spans/s accepted, collector CPU in cores, spans pe
 (what one core carries), peak and final RSS, refused and dropped spans, and Jaeger's CPU for the
 spans it stored in the same window (the store's spans per CPU-second). The knee is the highest
 rate with nothing refused or dropped and the accepted rate within 5% of the offered one. Results
-go to --out (JSON lines) and a table on stdout; docs/capacity.md records them.
+go to --out (JSON lines, each row with its run's start time) and a table on stdout;
+docs/capacity.md records them.
+
+`--alone` measures the gateway on its own: the collector pinned to CPU 1 (one core, as its
+Kubernetes limit), the load generator and the next hop pinned to CPU 0, and the next hop a sink
+(the same collector binary: OTLP/HTTP in, the debug exporter out) instead of Jaeger, which would
+saturate first (about 6,000 spans per core). Its knee is the collector's own.
 """
 
 from __future__ import annotations
@@ -47,10 +53,17 @@ from stack import process  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 BASE = 47000  # ports of this benchmark: 47000-47099, apart from every stack's
-PORTS = {"otlp_grpc": BASE + 17, "otlp_http": BASE + 18, "otlp_auth_grpc": BASE + 19, "otlp_auth_http": BASE + 20,
-         "prometheus": BASE + 89, "telemetry": BASE + 88, "health": BASE + 33, "zpages": BASE + 79,
-         "jaeger_otlp_grpc": BASE + 57, "jaeger_otlp_http": BASE + 58, "jaeger_query_http": BASE + 86,
-         "jaeger_query_grpc": BASE + 85, "jaeger_health": BASE + 34, "jaeger_metrics": BASE + 69}
+OFFSETS = {"otlp_grpc": 17, "otlp_http": 18, "otlp_auth_grpc": 19, "otlp_auth_http": 20, "prometheus": 89,
+           "telemetry": 88, "health": 33, "zpages": 79, "jaeger_otlp_grpc": 57, "jaeger_otlp_http": 58,
+           "jaeger_query_http": 86, "jaeger_query_grpc": 85, "jaeger_health": 34, "jaeger_metrics": 69}
+
+
+def ports_at(base: int) -> dict[str, int]:
+    """The collector's and Jaeger's ports in the block of 100 starting at `base`."""
+    return {name: base + offset for name, offset in OFFSETS.items()}
+
+
+PORTS = ports_at(BASE)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 # This service's spans, at their real sizes: a decision's server span and its UPDATE.
@@ -145,19 +158,19 @@ def counters(url: str) -> dict[str, float]:
     return out
 
 
-def passthrough_config(path: Path) -> None:
+def passthrough_config(path: Path, ports: dict[str, int]) -> None:
     path.write_text(f"""# benchmarks/gateway_capacity.py: the baseline - OTLP in, batch, OTLP/HTTP to Jaeger.
 extensions:
-  health_check: {{endpoint: "{HOST}:{PORTS['health']}"}}
+  health_check: {{endpoint: "{HOST}:{ports['health']}"}}
 receivers:
   otlp:
     protocols:
-      grpc: {{endpoint: "{HOST}:{PORTS['otlp_grpc']}"}}
+      grpc: {{endpoint: "{HOST}:{ports['otlp_grpc']}"}}
 processors:
   batch: {{send_batch_size: 8192, timeout: 1s}}
 exporters:
   otlp_http/jaeger:
-    traces_endpoint: "http://{HOST}:{PORTS['jaeger_otlp_http']}/v1/traces"
+    traces_endpoint: "http://{HOST}:{ports['jaeger_otlp_http']}/v1/traces"
     sending_queue: {{enabled: true, queue_size: 5000}}
 service:
   extensions: [health_check]
@@ -167,7 +180,7 @@ service:
     metrics:
       level: detailed
       readers:
-        - pull: {{exporter: {{prometheus: {{host: "{HOST}", port: {PORTS['telemetry']}}}}}}}
+        - pull: {{exporter: {{prometheus: {{host: "{HOST}", port: {ports['telemetry']}}}}}}}
 """)
 
 
@@ -183,10 +196,44 @@ STAGE_VARIANTS = {
 STAGE_EXTRA = {"full-no-span-metrics": {"metrics": {"receivers": ["otlp", "otlp/authenticated"]}}}
 
 
+def sink_config(path: Path, ports: dict[str, int]) -> None:
+    """--alone: the next hop, on Jaeger's addresses, that only counts what it receives."""
+    path.write_text(f"""# benchmarks/gateway_capacity.py --alone: a sink in Jaeger's place.
+extensions:
+  health_check: {{endpoint: "{HOST}:{ports['jaeger_health']}", path: /status}}
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "{HOST}:{ports['jaeger_otlp_http']}"}}
+exporters:
+  debug: {{verbosity: basic}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [debug]}}
+  telemetry:
+    logs: {{level: warn}}
+    metrics:
+      readers:
+        - pull: {{exporter: {{prometheus: {{host: "{HOST}", port: {ports['jaeger_metrics']}}}}}}}
+""")
+
+
+def pinned(cpus: set[int] | None):
+    """A preexec_fn that keeps the child on these CPUs (None: wherever the kernel puts it)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class Bench:
-    def __init__(self, bins: dict[str, str], work: Path):
-        self.bins, self.work = bins, work
+    def __init__(self, bins: dict[str, str], work: Path, alone: bool = False, ports: dict[str, int] | None = None):
+        self.bins, self.work, self.ports = bins, work, ports or PORTS
         self.jaeger: subprocess.Popen | None = None
+        # --alone: the measured collector gets CPU 1, everything else CPU 0.
+        self.alone = alone and len(os.sched_getaffinity(0)) >= 2
+        self.collector_cpus = {1} if self.alone else None
+        self.other_cpus = {0} if self.alone else None
 
     def env(self) -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -194,18 +241,24 @@ class Bench:
     def start_jaeger(self) -> None:
         data = self.work / "jaeger"
         env = self.env() | {
-            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_grpc']}",
-            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_otlp_http']}",
-            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_http']}",
-            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{PORTS['jaeger_query_grpc']}",
-            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{PORTS['jaeger_health']}",
-            "JAEGER_TELEMETRY_HOST": HOST, "JAEGER_METRICS_PORT": str(PORTS["jaeger_metrics"]),
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_http']}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_query_http']}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_query_grpc']}",
+            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{self.ports['jaeger_health']}",
+            "JAEGER_TELEMETRY_HOST": HOST, "JAEGER_METRICS_PORT": str(self.ports["jaeger_metrics"]),
             "JAEGER_BADGER_DIR": str(data), "JAEGER_LOG_LEVEL": "warn",
         }
         log = open(self.work / "jaeger.log", "w")
-        self.jaeger = subprocess.Popen([self.bins["jaeger"], f"--config=file:{REPO / 'jaeger' / 'config.yaml'}"],
-                                       env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(f"http://{HOST}:{PORTS['jaeger_health']}/status")
+        if self.alone:
+            config = self.work / "sink.yaml"
+            sink_config(config, self.ports)
+            argv = [self.bins["otelcol-hitl"], f"--config=file:{config}"]
+        else:
+            argv = [self.bins["jaeger"], f"--config=file:{REPO / 'jaeger' / 'config.yaml'}"]
+        self.jaeger = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       preexec_fn=pinned(self.other_cpus))
+        wait_http(f"http://{HOST}:{self.ports['jaeger_health']}/status")
 
     def start_collector(self, variant: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         storage = self.work / "file_storage"
@@ -222,46 +275,50 @@ class Bench:
                 argv.append(f"--config=file:{override}")
         else:
             config = self.work / "passthrough.yaml"
-            passthrough_config(config)
+            passthrough_config(config, self.ports)
             argv = [self.bins["otelcol-hitl"], f"--config=file:{config}"]
         env = self.env() | {
             "OTELCOL_INSTANCE_ID": f"bench-{variant}",
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_grpc']}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_http']}",
-            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_grpc']}",
-            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{PORTS['otlp_auth_http']}",
-            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{PORTS['prometheus']}",
-            "OTELCOL_TELEMETRY_HOST": HOST, "OTELCOL_TELEMETRY_PORT": str(PORTS["telemetry"]),
-            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{PORTS['health']}",
-            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{PORTS['zpages']}",
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_http']}",
+            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_grpc']}",
+            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_http']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{self.ports['prometheus']}",
+            "OTELCOL_TELEMETRY_HOST": HOST, "OTELCOL_TELEMETRY_PORT": str(self.ports["telemetry"]),
+            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{self.ports['health']}",
+            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{self.ports['zpages']}",
             "OTELCOL_STORAGE_DIR": str(storage), "OTELCOL_INGEST_TOKEN_FILE": str(token),
-            "OTELCOL_JAEGER_OTLP_TRACES_ENDPOINT": f"http://{HOST}:{PORTS['jaeger_otlp_http']}/v1/traces",
+            "OTELCOL_JAEGER_OTLP_TRACES_ENDPOINT": f"http://{HOST}:{self.ports['jaeger_otlp_http']}/v1/traces",
             # No logs are sent; the logs exporter points nowhere in particular.
             "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{HOST}:9/insert/opentelemetry/v1/logs",
             "OTELCOL_LOG_LEVEL": "warn",
         } | (extra_env or {})
         log = open(self.work / f"collector-{variant}.log", "a")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(f"http://{HOST}:{PORTS['health']}/")
-        wait_http(f"http://{HOST}:{PORTS['telemetry']}/metrics")
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=pinned(self.collector_cpus))
+        wait_http(f"http://{HOST}:{self.ports['health']}/")
+        wait_http(f"http://{HOST}:{self.ports['telemetry']}/metrics")
+        if proc.poll() is not None:  # another process answers on its ports
+            raise RuntimeError(f"the collector exited ({proc.returncode}): see {log.name}")
         return proc
 
     def load(self, rate: float, seconds: float, child_spans: int) -> subprocess.Popen:
         # One worker holds ~2500 spans/s on its own rate limiter; more share the rate evenly.
         workers = max(1, math.ceil(rate / 2500))
-        argv = [self.bins["telemetrygen"], "traces", "--otlp-endpoint", f"{HOST}:{PORTS['otlp_grpc']}",
+        argv = [self.bins["telemetrygen"], "traces", "--otlp-endpoint", f"{HOST}:{self.ports['otlp_grpc']}",
                 "--otlp-insecure", "--service", "hitl-review", "--workers", str(workers),
                 "--rate", f"{rate / workers:.3f}", "--duration", f"{seconds}s", "--child-spans", str(child_spans),
                 "--span-duration", "12ms", "--otlp-attributes", 'deployment.environment.name="bench"']
         for key, value in SPAN_ATTRIBUTES.items():
             argv += ["--telemetry-attributes", f"{key}={value}"]
-        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(self.work / "telemetrygen.log", "a"))
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(self.work / "telemetrygen.log", "a"),
+                                preexec_fn=pinned(self.other_cpus))
 
     def measure(self, variant: str, rate: float, seconds: float, child_spans: int, sample_every: float = 1.0,
                 on_sample=None) -> Measurement:
         proc = self.start_collector(variant)
         try:
-            metrics_url = f"http://{HOST}:{PORTS['telemetry']}/metrics"
+            metrics_url = f"http://{HOST}:{self.ports['telemetry']}/metrics"
             time.sleep(1)
             jaeger0 = cpu_seconds(self.jaeger.pid)
             before, cpu0, t0 = counters(metrics_url), cpu_seconds(proc.pid), time.monotonic()
@@ -314,14 +371,18 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     p.add_argument("--variants", default="full,passthrough")
     p.add_argument("--soak", type=float, default=0, help="then the full pipeline for this many seconds")
     p.add_argument("--soak-rate", type=float, default=10000)
+    p.add_argument("--alone", action="store_true",
+                   help="collector on CPU 1, load and a sink (not Jaeger) on CPU 0: the gateway's own knee")
     p.add_argument("--out", type=Path, help="append the results here (JSON lines)")
     args = p.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     variants = args.variants.split(",")
 
     work = Path(tempfile.mkdtemp(prefix="hitl-gateway-bench-"))
-    bench = Bench(binaries(), work)
+    bench = Bench(binaries(), work, alone=args.alone)
     rows: list[Measurement] = []
+    run = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kind = "alone" if bench.alone else "step"
     try:
         bench.start_jaeger()
         for i, rate in enumerate(rates):
@@ -332,7 +393,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
                 print(json.dumps(asdict(row)), flush=True)
                 if args.out:
                     with args.out.open("a") as f:
-                        f.write(json.dumps({"kind": "step", **asdict(row)}) + "\n")
+                        f.write(json.dumps({"kind": kind, "run": run, **asdict(row)}) + "\n")
         if args.soak:
             samples = []
             soak = bench.measure("full", args.soak_rate, args.soak, args.child_spans, sample_every=10,
@@ -340,7 +401,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
             print(json.dumps({"soak": asdict(soak), "samples": samples}), flush=True)
             if args.out:
                 with args.out.open("a") as f:
-                    f.write(json.dumps({"kind": "soak", **asdict(soak), "samples": samples}) + "\n")
+                    f.write(json.dumps({"kind": "soak", "run": run, **asdict(soak), "samples": samples}) + "\n")
     finally:
         bench.stop()
         shutil.rmtree(work, ignore_errors=True)

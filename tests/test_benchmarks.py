@@ -1,12 +1,13 @@
 """The benchmarks run end to end (briefly), so the figures in docs/benchmarks.md stay
 reproducible: the overhead benchmark against real apps, PostgreSQL and the collector binary,
 the span-encoding benchmark, which also checks that both encoders agree, and the gateway capacity
-benchmark against the collector, telemetrygen and Jaeger binaries, and the app capacity benchmark
-(vegeta against real app processes on PostgreSQL and Redis, through the collector)."""
+benchmark against the collector, telemetrygen and Jaeger binaries, the app capacity benchmark
+(vegeta against real app processes on PostgreSQL and Redis, through the collector), and the
+span-metrics cardinality benchmark (the collector, Jaeger and a Prometheus with the real rules)."""
 
 import re
 
-from benchmarks import app_capacity, gateway_capacity, overhead, span_encoding
+from benchmarks import app_capacity, cardinality, gateway_capacity, overhead, span_encoding
 
 
 def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypatch):
@@ -91,3 +92,21 @@ def test_the_app_knee_is_the_last_rate_within_the_slo_before_the_first_outside()
     assert app_capacity.knee(rows, "on-1") == 40  # 80 is back under 500 ms, but after a failed step
     assert app_capacity.knee([step(10, 50), step(20, 60, errors=1)], "on-1") == 10
     assert app_capacity.knee([step(10, 800)], "on-1") is None
+
+
+def test_cardinality_benchmark_counts_the_series_and_shows_the_limit_overflowing():
+    # 2 routes x 2 statuses on one instance: exactly the limit of 4, so no overflow; then 3 x 2 on
+    # two instances: 6 combinations each, the limit is per instance, so each keeps 4 and overflows.
+    rows = cardinality.main(["--steps", "2x2x1,3x2x2", "--limit", "4", "--seconds", "5"])
+    at_limit, over = rows
+    import yaml
+    config = yaml.safe_load((cardinality.REPO / "otel-collector" / "config.yaml").read_text())
+    buckets = config["connectors"]["span_metrics"]["histogram"]["explicit"]["buckets"]
+    per_combination = 1 + len(buckets) + 3  # calls; the histogram's buckets, +Inf, sum and count
+    assert (at_limit.collector_series, at_limit.overflow_series) == (4 * per_combination, 0), at_limit
+    assert (over.collector_series, over.overflow_series) == (2 * 5 * per_combination, 2 * per_combination), over
+    for r in rows:
+        # Prometheus scraped them all, ran the real rules over them (more series than scraped).
+        assert r.prometheus_span_series == r.collector_series, r
+        assert r.prometheus_head_series > r.prometheus_span_series, r
+        assert r.prometheus_samples_per_s > 0 and r.prometheus_rss_mib > 10 and r.collector_rss_mib > 10, r
