@@ -3,11 +3,12 @@ reproducible: the overhead benchmark against real apps, PostgreSQL and the colle
 the span-encoding benchmark, which also checks that both encoders agree, and the gateway capacity
 benchmark against the collector, telemetrygen and Jaeger binaries, the app capacity benchmark
 (vegeta against real app processes on PostgreSQL and Redis, through the collector), and the
-span-metrics cardinality benchmark (the collector, Jaeger and a Prometheus with the real rules)."""
+span-metrics cardinality benchmark (the collector, Jaeger and a Prometheus with the real rules),
+and the logs benchmark (telemetrygen into VictoriaLogs, straight and through the collector)."""
 
 import re
 
-from benchmarks import app_capacity, cardinality, gateway_capacity, overhead, span_encoding
+from benchmarks import app_capacity, cardinality, gateway_capacity, logs_capacity, overhead, span_encoding
 
 
 def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypatch):
@@ -110,3 +111,13 @@ def test_cardinality_benchmark_counts_the_series_and_shows_the_limit_overflowing
         assert r.prometheus_span_series == r.collector_series, r
         assert r.prometheus_head_series > r.prometheus_span_series, r
         assert r.prometheus_samples_per_s > 0 and r.prometheus_rss_mib > 10 and r.collector_rss_mib > 10, r
+
+
+def test_logs_capacity_benchmark_stores_every_record_straight_and_through_the_gateway():
+    rows = logs_capacity.main(["--rates", "500", "--seconds", "4"])
+    assert {r.variant for r in rows} == {"direct", "gateway"}
+    for r in rows:
+        # Every record telemetrygen made reached VictoriaLogs, and the CPU readings are real.
+        assert r.sent_records > 1000 and r.lost_records == 0, r
+        assert r.victorialogs_cpu_cores > 0 and r.victorialogs_records_per_cpu_second > 0, r
+        assert (r.collector_cpu_cores > 0) == (r.variant == "gateway"), r
