@@ -10,6 +10,12 @@ marked on each curve. Medians of repeated runs at the same rate, with their spre
 Reads app.jsonl (benchmarks.app_capacity --out) and writes app-latency.png: p95 latency against
 the offered request rate for each variant (telemetry on/off, 1 and 2 processes), the 500 ms SLO
 drawn across, the knee of each curve marked; app-cpu.png: the app's CPU per request.
+From gateway.jsonl's `--alone` rows, gateway-alone.png: the span rate one collector on one core
+accepted against the rate offered, and its CPU, with the knee marked; from its soak row,
+gateway-soak.png: RSS and CPU over the 10 minutes.
+Reads cardinality.jsonl (benchmarks.cardinality --out) and writes cardinality.png: span-metric
+series in the collector and head series in Prometheus against the dimension combinations sent,
+and Prometheus' and the collector's memory, the step past the cardinality limit marked.
 """
 
 from __future__ import annotations
@@ -25,22 +31,32 @@ LABELS = {"full": "full gateway pipeline (redaction, span metrics + exemplars, d
           "passthrough": "pass-through baseline (batch, OTLP/HTTP)"}
 
 
-def load_steps(path: Path) -> dict[str, dict[float, list[dict]]]:
-    """variant -> offered rate -> the rows measured at it."""
+def load_steps(path: Path, kind: str = "step") -> dict[str, dict[float, list[dict]]]:
+    """variant -> offered rate -> the rows of this kind measured at it."""
     out: dict[str, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        if row.get("kind") == "step":
+        if row.get("kind") == kind:
             out[row["variant"]][row["offered_spans_per_s"]].append(row)
     return out
 
 
-def plot_gateway(results: Path, out: Path) -> list[Path]:
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def spread(rows_at: dict[float, list[dict]], xs: list[float], metric: str) -> tuple[list, list, list]:
+    """Median, min and max of `metric` over the runs at each x."""
+    values = [[r[metric] for r in rows_at[x]] for x in xs]
+    return [statistics.median(v) for v in values], [min(v) for v in values], [max(v) for v in values]
+
+
+def plot_gateway(results: Path, out: Path) -> list[Path]:
+    plt = pyplot()
     steps = load_steps(results / "gateway.jsonl")
     written = []
     for metric, ylabel, name in (("cpu_cores", "collector CPU (cores)", "gateway-cpu.png"),
@@ -51,9 +67,7 @@ def plot_gateway(results: Path, out: Path) -> list[Path]:
             # Against what the collector accepted: on 2 shared cores the generator, the collector
             # and Jaeger compete, and the offered rate was not always reached.
             xs = [statistics.median(r["accepted_spans_per_s"] for r in by_rate[x]) for x in rates]
-            med = [statistics.median(r[metric] for r in by_rate[x]) for x in rates]
-            low = [min(r[metric] for r in by_rate[x]) for x in rates]
-            high = [max(r[metric] for r in by_rate[x]) for x in rates]
+            med, low, high = spread(by_rate, rates, metric)
             line, = ax.plot(xs, med, marker="o", label=LABELS.get(variant, variant))
             ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
             # Where Jaeger stops keeping up (exported < 95% of accepted): the queue grows.
@@ -89,11 +103,7 @@ APP_STYLE = {"on-1": ("tab:blue", "-"), "off-1": ("tab:blue", "--"), "on-2": ("t
 
 
 def plot_app(results: Path, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     by: dict[str, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for line in (results / "app.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -104,9 +114,7 @@ def plot_app(results: Path, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
         for variant in sorted(by, key=lambda v: list(APP_STYLE).index(v) if v in APP_STYLE else 9):
             rates = sorted(by[variant])
-            med = [statistics.median(r[metric] for r in by[variant][x]) for x in rates]
-            low = [min(r[metric] for r in by[variant][x]) for x in rates]
-            high = [max(r[metric] for r in by[variant][x]) for x in rates]
+            med, low, high = spread(by[variant], rates, metric)
             color, style = APP_STYLE.get(variant, (None, "-"))
             line, = ax.plot(rates, med, marker="o", linestyle=style, color=color, label=APP_LABELS.get(variant, variant))
             ax.fill_between(rates, low, high, alpha=0.15, color=line.get_color())
@@ -130,6 +138,100 @@ def plot_app(results: Path, out: Path) -> list[Path]:
     return written
 
 
+def plot_gateway_alone(results: Path, out: Path) -> list[Path]:
+    """The collector on one core, a sink behind it: accepted against offered, and its CPU."""
+    plt = pyplot()
+    steps = load_steps(results / "gateway.jsonl", kind="alone")
+    if not steps:
+        return []
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), dpi=100, sharex=True)
+    top_rate = max(rate for by_rate in steps.values() for rate in by_rate)
+    top.plot([0, top_rate], [0, top_rate], color="grey", linewidth=1, linestyle=":", label="offered = accepted")
+    for variant, by_rate in sorted(steps.items()):
+        rates = sorted(by_rate)
+        med, low, high = spread(by_rate, rates, "accepted_spans_per_s")
+        line, = top.plot(rates, med, marker="o", label=LABELS.get(variant, variant))
+        top.fill_between(rates, low, high, alpha=0.2, color=line.get_color())
+        cpu, cpu_low, cpu_high = spread(by_rate, rates, "cpu_cores")
+        bottom.plot(rates, cpu, marker="o", color=line.get_color(), label=LABELS.get(variant, variant))
+        bottom.fill_between(rates, cpu_low, cpu_high, alpha=0.2, color=line.get_color())
+        # The knee: the last rate at which every run kept up with nothing refused or dropped.
+        knee = None
+        for x in rates:
+            if not all(r["refused_spans"] == r["dropped_spans"] == 0
+                       and r["accepted_spans_per_s"] >= 0.95 * r["offered_spans_per_s"] for r in by_rate[x]):
+                break
+            knee = x
+        if knee:
+            top.plot([knee], [med[rates.index(knee)]], marker="*", markersize=14, color=line.get_color())
+    bottom.axhline(1.0, color="red", linewidth=1, alpha=0.6)
+    bottom.set_ylim(0, 1.15)
+    bottom.text(0, 1.02, " the one core it has", color="red", fontsize=8, va="bottom")
+    top.set_ylabel("spans per second accepted")
+    top.grid(True, alpha=0.3)
+    top.legend(fontsize=8, loc="upper left")
+    return [finish(plt, fig, bottom, "spans per second offered (collector pinned to one core)",
+                   "collector CPU (cores)", "lower right", out / "gateway-alone.png")]
+
+
+def plot_gateway_soak(results: Path, out: Path) -> list[Path]:
+    plt = pyplot()
+    soaks = [json.loads(line) for line in (results / "gateway.jsonl").read_text().splitlines()
+             if json.loads(line).get("kind") == "soak"]
+    if not soaks:
+        return []
+    soak = soaks[-1]
+    t = [s[0] for s in soak["samples"]]
+    rss = [s[2] for s in soak["samples"]]
+    # Cores over each sampling interval, from the cumulative CPU seconds.
+    cores = [(b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0.0
+             for a, b in zip(soak["samples"], soak["samples"][1:])]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot(t, rss, marker=".", color="tab:purple", label="RSS (MiB)")
+    ax.axhline(300, color="red", linewidth=1, alpha=0.6)
+    ax.text(0, 305, " goal: RSS < 300 MiB", color="red", fontsize=8, va="bottom")
+    ax.set_ylim(0, max(320, max(rss) * 1.1))
+    twin = ax.twinx()
+    twin.plot(t[1:], cores, color="tab:green", alpha=0.7, label="CPU (cores)")
+    twin.set_ylabel("collector CPU (cores)")
+    twin.set_ylim(0, 1.2)
+    twin.legend(fontsize=8, loc="lower right")
+    return [finish(plt, fig, ax, f"seconds at {soak['offered_spans_per_s']:g} spans/s offered "
+                   f"(full pipeline, one core)", "collector RSS (MiB)", "lower left", out / "gateway-soak.png")]
+
+
+def plot_cardinality(results: Path, out: Path) -> list[Path]:
+    plt = pyplot()
+    rows = [json.loads(line) for line in (results / "cardinality.jsonl").read_text().splitlines()]
+    by: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        by[(r["routes"], r["statuses"], r["instances"])].append(r)
+    steps = sorted(by, key=lambda k: (k[0] * k[1] * k[2], k))
+    xs = [k[0] * k[1] * k[2] for k in steps]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), dpi=100, sharex=True)
+    for metric, label in (("collector_series", "span-metric series the collector exposes"),
+                          ("prometheus_head_series", "Prometheus head series (with the rules' results)")):
+        med = [statistics.median(r[metric] for r in by[k]) for k in steps]
+        top.plot(xs, med, marker="o", label=label)
+    top.plot(xs, [16 * x for x in xs], color="grey", linestyle=":", linewidth=1, label="16 series per combination")
+    for k, x in zip(steps, xs):
+        if any(r["overflow_series"] for r in by[k]):
+            y = statistics.median(r["collector_series"] for r in by[k])
+            top.annotate(f"{k[0]}x{k[1]} per instance > limit {by[k][0]['limit']}:\nthe rest in the overflow series",
+                         (x, y), textcoords="offset points", xytext=(-170, 10), fontsize=8,
+                         arrowprops={"arrowstyle": "->"})
+    top.set_xscale("log")
+    top.set_yscale("log")
+    top.set_ylabel("series")
+    top.grid(True, alpha=0.3)
+    top.legend(fontsize=8, loc="upper left")
+    for metric, label in (("prometheus_rss_mib", "Prometheus RSS"), ("prometheus_heap_mib", "Prometheus Go heap in use"),
+                          ("collector_rss_mib", "collector RSS")):
+        bottom.plot(xs, [statistics.median(r[metric] for r in by[k]) for k in steps], marker="o", label=label)
+    return [finish(plt, fig, bottom, "dimension combinations sent (routes x status codes x instances)",
+                   "memory (MiB)", "upper left", out / "cardinality.png")]
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=REPO / "docs" / "capacity")
@@ -137,8 +239,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     written = plot_gateway(args.results, args.out)
+    written += plot_gateway_alone(args.results, args.out) + plot_gateway_soak(args.results, args.out)
     if (args.results / "app.jsonl").exists():
         written += plot_app(args.results, args.out)
+    if (args.results / "cardinality.jsonl").exists():
+        written += plot_cardinality(args.results, args.out)
     for path in written:
         print(path)
     return written
