@@ -141,7 +141,8 @@ def plot_app(results: Path, out: Path) -> list[Path]:
 def plot_gateway_alone(results: Path, out: Path) -> list[Path]:
     """The collector on one core, a sink behind it: accepted against offered, and its CPU."""
     plt = pyplot()
-    steps = load_steps(results / "gateway.jsonl", kind="alone")
+    # The curves of the two pipelines (the stage variants measured alone are in a table).
+    steps = {v: by_rate for v, by_rate in load_steps(results / "gateway.jsonl", kind="alone").items() if v in LABELS}
     if not steps:
         return []
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), dpi=100, sharex=True)
