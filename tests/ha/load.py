@@ -124,10 +124,16 @@ class StoredTrace:
         return self.server == 1 and self.inserts == (1 if sent.status == 201 else 0)
 
 
-def traces_stored(jaeger_url: str, sent: list[Sent]) -> dict[str, StoredTrace]:
-    """trace id -> what Jaeger holds of that request's trace (all zero when it has none)."""
+def traces_stored(jaeger_url: str, sent: list[Sent],
+                  known: dict[str, StoredTrace] | None = None) -> dict[str, StoredTrace]:
+    """trace id -> what Jaeger holds of that request's trace (all zero when it has none).
+    `known`: an earlier reading; its complete traces are kept, not read again (to wait for the
+    rest to arrive; a last full reading counts spans stored twice)."""
     out = {}
     for s in sent:
+        if known and s.trace_id in known and known[s.trace_id].complete(s):
+            out[s.trace_id] = known[s.trace_id]
+            continue
         spans = (jaeger_trace(jaeger_url, s.trace_id) or {}).get("spans", [])
         tags = [span_tags(sp) for sp in spans]
         out[s.trace_id] = StoredTrace(

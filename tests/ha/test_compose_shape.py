@@ -112,12 +112,12 @@ def test_a_gateway_killed_leaves_the_dns_ring_and_joins_it_again(compose_ha):
         (x := trace_losses(traces_stored(stack.jaeger_url, late), late))["missing"] == 0 and x), timeout=90)
     assert late_losses["incomplete"] == 0, late_losses
 
-    # The whole run: settle, then count.
-    previous, stable_since = None, time.monotonic()
+    # The whole run: settle (reading again only the traces not yet whole), then count.
+    previous, stable_since, stored = None, time.monotonic(), None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and time.monotonic() - stable_since < 15:
-        now = (trace_losses(traces_stored(stack.jaeger_url, env_sent), env_sent)["missing"],
-               len(log_records(stack.victorialogs_url, ENV)))
+        stored = traces_stored(stack.jaeger_url, env_sent, known=stored)
+        now = (trace_losses(stored, env_sent)["missing"], len(log_records(stack.victorialogs_url, ENV)))
         if now != previous:
             previous, stable_since = now, time.monotonic()
         time.sleep(3)
