@@ -233,11 +233,115 @@ def plot_cardinality(results: Path, out: Path) -> list[Path]:
                    "memory (MiB)", "upper left", out / "cardinality.png")]
 
 
+def fmt(values: list[float], digits: int = 0) -> str:
+    """median [min-max] over the runs ("x" alone when they agree or there is one)."""
+    med, low, high = statistics.median(values), min(values), max(values)
+    f = (lambda v: f"{v:,.{digits}f}")
+    return f(med) if low == high else f"{f(med)} [{f(low)}-{f(high)}]"
+
+
+def app_knees(rows: list[dict]) -> dict[str, list[float]]:
+    """variant -> the knee of each run: the last rate within the SLO (p95 < 500 ms, no error)
+    before the first outside it."""
+    by_run: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_run[(r["variant"], r["run"])].append(r)
+    out: dict[str, list[float]] = defaultdict(list)
+    for (variant, _), steps in sorted(by_run.items()):
+        knee = 0.0
+        for r in sorted(steps, key=lambda r: r["offered_rps"]):
+            if r["errors"] or r["p95_ms"] >= 500:
+                break
+            knee = r["offered_rps"]
+        out[variant].append(knee)
+    return out
+
+
+def tables(results: Path) -> str:
+    """The tables of docs/capacity.md, from the recorded results: medians [min-max] over runs."""
+    out = []
+    for name in ("app.jsonl", "app-admission.jsonl"):
+        if not (results / name).exists():
+            continue
+        rows = [json.loads(line) for line in (results / name).read_text().splitlines()]
+        runs = sorted({r["run"] for r in rows})
+        out.append(f"### {name}: {len(runs)} runs ({', '.join(runs)})\n")
+        out.append("| variant | offered req/s | answered ok req/s | p50 ms | p95 ms | p99 ms | errors | app CPU ms/request |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        by: dict[tuple, list[dict]] = defaultdict(list)
+        for r in rows:
+            by[(r["variant"], r["offered_rps"])].append(r)
+        for (variant, rate), rs in sorted(by.items()):
+            out.append(f"| {variant} | {rate:g} | {fmt([r['achieved_rps'] for r in rs])} | "
+                       f"{fmt([r['p50_ms'] for r in rs])} | {fmt([r['p95_ms'] for r in rs])} | "
+                       f"{fmt([r['p99_ms'] for r in rs])} | {fmt([r['errors'] for r in rs])} | "
+                       f"{fmt([r['app_cpu_ms_per_request'] for r in rs], 1)} |")
+        out.append("")
+        for variant, knees in sorted(app_knees(rows).items()):
+            out.append(f"- knee of {variant}: {fmt(knees)} req/s (runs: {', '.join(f'{k:g}' for k in knees)})")
+        out.append("")
+    gateway = results / "gateway.jsonl"
+    if gateway.exists():
+        rows = [json.loads(line) for line in gateway.read_text().splitlines()]
+        for kind in ("step", "alone"):
+            steps = [r for r in rows if r.get("kind") == kind]
+            if not steps:
+                continue
+            out.append(f"### gateway.jsonl, {kind}: {len({r.get('run') for r in steps})} runs\n")
+            out.append("| variant | offered spans/s | accepted spans/s | collector CPU (cores) | spans per CPU-second "
+                       "| RSS peak MiB | refused | dropped | next hop CPU (cores) |")
+            out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            by = defaultdict(list)
+            for r in steps:
+                by[(r["variant"], r["offered_spans_per_s"])].append(r)
+            for (variant, rate), rs in sorted(by.items()):
+                out.append(f"| {variant} | {rate:g} | {fmt([r['accepted_spans_per_s'] for r in rs])} | "
+                           f"{fmt([r['cpu_cores'] for r in rs], 2)} | {fmt([r['spans_per_cpu_second'] for r in rs])} | "
+                           f"{fmt([r['rss_peak_mib'] for r in rs])} | {sum(r['refused_spans'] for r in rs)} | "
+                           f"{sum(r['dropped_spans'] for r in rs)} | {fmt([r['jaeger_cpu_cores'] for r in rs], 2)} |")
+            out.append("")
+        for soak in (r for r in rows if r.get("kind") == "soak"):
+            rss = [s[2] for s in soak["samples"]]
+            half = len(rss) // 2
+            out.append(f"- soak {soak['run']}: {soak['offered_spans_per_s']:g} spans/s offered for {soak['seconds']:g} s, "
+                       f"accepted {soak['accepted_spans_per_s']:g}/s, CPU {soak['cpu_cores']:.2f} cores "
+                       f"({soak['spans_per_cpu_second']:,.0f} spans per CPU-second), RSS first half max "
+                       f"{max(rss[:half] or rss):g} MiB, second half max {max(rss[half:]):g} MiB, end "
+                       f"{soak['rss_end_mib']:g} MiB, refused {soak['refused_spans']}, dropped {soak['dropped_spans']}")
+        out.append("")
+    for name, kind in (("gateway-stages.jsonl", None), ("cardinality.jsonl", None), ("logs.jsonl", None)):
+        path = results / name
+        if not path.exists():
+            continue
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        keys = [k for k in rows[0] if k not in ("kind", "run", "samples")]
+        group = {"gateway-stages.jsonl": ["variant", "offered_spans_per_s"],
+                 "cardinality.jsonl": ["routes", "statuses", "instances"],
+                 "logs.jsonl": ["variant", "offered_records_per_s"]}[name]
+        out.append(f"### {name}: {len({r.get('run') for r in rows})} runs\n")
+        out.append("| " + " | ".join(keys) + " |")
+        out.append("| " + " | ".join("---" for _ in keys) + " |")
+        by = defaultdict(list)
+        for r in rows:
+            by[tuple(r[k] for k in group)].append(r)
+        for g, rs in by.items():
+            cells = [str(rs[0][k]) if k in group or not isinstance(rs[0][k], (int, float))
+                     else fmt([r[k] for r in rs], 0 if isinstance(rs[0][k], int) or abs(rs[0][k]) >= 100 else 3)
+                     for k in keys]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=REPO / "docs" / "capacity")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "capacity")
+    p.add_argument("--tables", action="store_true", help="print the tables of docs/capacity.md instead of plotting")
     args = p.parse_args(argv)
+    if args.tables:
+        print(tables(args.results))
+        return []
     args.out.mkdir(parents=True, exist_ok=True)
     written = plot_gateway(args.results, args.out)
     written += plot_gateway_alone(args.results, args.out) + plot_gateway_soak(args.results, args.out)
