@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth.models import Role  # noqa: E402
 from benchmarks import gateway_capacity as gw  # noqa: E402
+from benchmarks import plot_capacity  # noqa: E402
 from stack import process  # noqa: E402
 from tests.support.app_process import AppProcess  # noqa: E402
 from tests.support.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
@@ -240,12 +241,7 @@ class AppBench:
 
 def knee(rows: list[Step], variant: str) -> float | None:
     """The highest offered rate within the SLO with every lower step within it too."""
-    best = None
-    for r in sorted((r for r in rows if r.variant == variant), key=lambda r: r.offered_rps):
-        if not r.within_slo:
-            break
-        best = r.offered_rps
-    return best
+    return plot_capacity.knee((r.offered_rps, r.within_slo) for r in rows if r.variant == variant)
 
 
 def main(argv: list[str] | None = None) -> list[Step]:

@@ -48,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import plot_capacity  # noqa: E402
 from stack import process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,8 +103,7 @@ class Measurement:
 
     @property
     def clean(self) -> bool:
-        return (self.refused_spans == 0 and self.dropped_spans == 0
-                and self.accepted_spans_per_s >= 0.95 * self.offered_spans_per_s)
+        return plot_capacity.gateway_ok(asdict(self))
 
 
 def binaries() -> dict[str, str]:
@@ -369,8 +369,7 @@ class Bench:
 
 
 def knee(rows: list[Measurement], variant: str) -> float | None:
-    clean = [r.offered_spans_per_s for r in rows if r.variant == variant and r.clean]
-    return max(clean) if clean else None
+    return plot_capacity.knee((r.offered_spans_per_s, r.clean) for r in rows if r.variant == variant)
 
 
 def main(argv: list[str] | None = None) -> list[Measurement]:

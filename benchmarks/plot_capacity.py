@@ -41,6 +41,26 @@ def load_steps(path: Path, kind: str = "step") -> dict[str, dict[float, list[dic
     return out
 
 
+def knee(points) -> float | None:
+    """The knee of a curve: the highest x that passes with every lower x passing too, from
+    (x, passes) pairs in any order (a later pass after a failure does not count: overload)."""
+    best = None
+    for x, passes in sorted(points):
+        if not passes:
+            break
+        best = x
+    return best
+
+
+def app_ok(r: dict) -> bool:
+    return r["errors"] == 0 and r["p95_ms"] < 500
+
+
+def gateway_ok(r: dict) -> bool:
+    return (r["refused_spans"] == r["dropped_spans"] == 0
+            and r["accepted_spans_per_s"] >= 0.95 * r["offered_spans_per_s"])
+
+
 def pyplot():
     import matplotlib
 
@@ -119,16 +139,11 @@ def plot_app(results: Path, out: Path) -> list[Path]:
             line, = ax.plot(rates, med, marker="o", linestyle=style, color=color, label=APP_LABELS.get(variant, variant))
             ax.fill_between(rates, low, high, alpha=0.15, color=line.get_color())
             if metric == "p95_ms":
-                # The knee: the last rate of the median curve within the SLO with no error at all.
-                ok = [x for x in rates if statistics.median(r["p95_ms"] for r in by[variant][x]) < 500
-                      and all(r["errors"] == 0 for r in by[variant][x])]
-                knee = None
-                for x in rates:
-                    if x not in ok:
-                        break
-                    knee = x
-                if knee:
-                    ax.plot([knee], [med[rates.index(knee)]], marker="*", markersize=14, color=line.get_color())
+                # The knee of the median curve, with no error in any run.
+                k = knee((x, statistics.median(r["p95_ms"] for r in by[variant][x]) < 500
+                          and all(r["errors"] == 0 for r in by[variant][x])) for x in rates)
+                if k:
+                    ax.plot([k], [med[rates.index(k)]], marker="*", markersize=14, color=line.get_color())
         if metric == "p95_ms":
             ax.axhline(500, color="red", linewidth=1, alpha=0.6)
             ax.text(ax.get_xlim()[0], 520, " latency SLO: p95 < 500 ms", color="red", fontsize=8, va="bottom")
@@ -157,14 +172,9 @@ def plot_gateway_alone(results: Path, out: Path) -> list[Path]:
         bottom.plot(rates, cpu, marker="o", color=line.get_color(), label=LABELS.get(variant, variant))
         bottom.fill_between(rates, cpu_low, cpu_high, alpha=0.2, color=line.get_color())
         # The knee: the last rate at which every run kept up with nothing refused or dropped.
-        knee = None
-        for x in rates:
-            if not all(r["refused_spans"] == r["dropped_spans"] == 0
-                       and r["accepted_spans_per_s"] >= 0.95 * r["offered_spans_per_s"] for r in by_rate[x]):
-                break
-            knee = x
-        if knee:
-            top.plot([knee], [med[rates.index(knee)]], marker="*", markersize=14, color=line.get_color())
+        k = knee((x, all(gateway_ok(r) for r in by_rate[x])) for x in rates)
+        if k:
+            top.plot([k], [med[rates.index(k)]], marker="*", markersize=14, color=line.get_color())
     bottom.axhline(1.0, color="red", linewidth=1, alpha=0.6)
     bottom.set_ylim(0, 1.15)
     bottom.text(0, 1.02, " the one core it has", color="red", fontsize=8, va="bottom")
@@ -248,12 +258,7 @@ def app_knees(rows: list[dict]) -> dict[str, list[float]]:
         by_run[(r["variant"], r["run"])].append(r)
     out: dict[str, list[float]] = defaultdict(list)
     for (variant, _), steps in sorted(by_run.items()):
-        knee = 0.0
-        for r in sorted(steps, key=lambda r: r["offered_rps"]):
-            if r["errors"] or r["p95_ms"] >= 500:
-                break
-            knee = r["offered_rps"]
-        out[variant].append(knee)
+        out[variant].append(knee((r["offered_rps"], app_ok(r)) for r in steps) or 0.0)
     return out
 
 

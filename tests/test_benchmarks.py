@@ -6,6 +6,7 @@ benchmark against the collector, telemetrygen and Jaeger binaries, the app capac
 span-metrics cardinality benchmark (the collector, Jaeger and a Prometheus with the real rules),
 and the logs benchmark (telemetrygen into VictoriaLogs, straight and through the collector)."""
 
+import json
 import re
 
 from benchmarks import app_capacity, cardinality, gateway_capacity, logs_capacity, overhead, span_encoding
@@ -121,3 +122,17 @@ def test_logs_capacity_benchmark_stores_every_record_straight_and_through_the_ga
         assert r.sent_records > 1000 and r.lost_records == 0, r
         assert r.victorialogs_cpu_cores > 0 and r.victorialogs_records_per_cpu_second > 0, r
         assert (r.collector_cpu_cores > 0) == (r.variant == "gateway"), r
+
+
+def test_the_capacity_tables_give_each_runs_knee_and_the_spread(tmp_path):
+    from benchmarks import plot_capacity
+
+    def row(run, rate, p95, errors=0):
+        return {"run": run, "variant": "on-1", "offered_rps": rate, "achieved_rps": rate, "p50_ms": 5, "p95_ms": p95,
+                "p99_ms": p95, "errors": errors, "app_cpu_ms_per_request": 9.0}
+    rows = [row("a", 30, 20), row("a", 60, 40), row("a", 90, 900), row("b", 30, 25), row("b", 60, 600, 3),
+            row("b", 90, 30), row("c", 30, 10), row("c", 60, 50), row("c", 90, 80)]
+    (tmp_path / "app.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    text = plot_capacity.tables(tmp_path)
+    assert "- knee of on-1: 60 [30-90] req/s (runs: 60, 30, 90)" in text, text
+    assert "| on-1 | 60 | 60 | 5 | 50 [40-600] | 50 [40-600] | 0 [0-3] | 9.0 |" in text, text
