@@ -86,14 +86,6 @@ class Step:
         return self.errors == 0 and self.p95_ms < SLO_P95_SECONDS * 1000
 
 
-def binaries() -> dict[str, str]:
-    names = ["otelcol-hitl", "jaeger", "victoria-logs", "vegeta"]
-    subprocess.run(["bash", "stack/build.sh", *names], cwd=REPO, check=True)
-    out = subprocess.run(["bash", "stack/build.sh", "--paths", *names], cwd=REPO, check=True,
-                         capture_output=True, text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 def target(method: str, url: str, key: str, body: dict | None = None) -> str:
     t = {"method": method, "url": url, "header": {"X-API-Key": [key]}}
     if body is not None:
@@ -176,7 +168,7 @@ class Measurement:
 class AppBench:
     def __init__(self, database_url: str, redis_url: str, work: Path):
         self.database_url, self.redis_url, self.work = database_url, redis_url, work
-        self.bins = binaries()
+        self.bins = gw.binaries("otelcol-hitl", "jaeger", "victoria-logs", "vegeta")
         self.pipeline = gw.Bench(self.bins, work)
         self.victorialogs: subprocess.Popen | None = None
         self.collector: subprocess.Popen | None = None

@@ -136,11 +136,7 @@ def exporter_scrape() -> dict:
 class CardinalityBench:
     def __init__(self, work: Path, limit: int):
         self.work, self.limit = work, limit
-        names = ["otelcol-hitl", "jaeger", "prometheus"]
-        subprocess.run(["bash", "stack/build.sh", *names], cwd=REPO, check=True)
-        out = subprocess.run(["bash", "stack/build.sh", "--paths", *names], cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout
-        self.bins = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.bins = gw.binaries("otelcol-hitl", "jaeger", "prometheus")
         self.pipeline = gw.Bench(self.bins, work, ports=PORTS)
         self.scrape = exporter_scrape()
 

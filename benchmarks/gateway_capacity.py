@@ -106,10 +106,12 @@ class Measurement:
         return plot_capacity.gateway_ok(asdict(self))
 
 
-def binaries() -> dict[str, str]:
-    subprocess.run(["bash", "stack/build.sh", "otelcol-hitl", "jaeger", "telemetrygen"], cwd=REPO, check=True)
-    out = subprocess.run(["bash", "stack/build.sh", "--paths", "otelcol-hitl", "jaeger", "telemetrygen"], cwd=REPO,
-                         check=True, capture_output=True, text=True).stdout
+def binaries(*names: str) -> dict[str, str]:
+    """Builds (or finds cached) stack/build.sh targets: name -> path of the binary."""
+    names = names or ("otelcol-hitl", "jaeger", "telemetrygen")
+    subprocess.run(["bash", "stack/build.sh", *names], cwd=REPO, check=True)
+    out = subprocess.run(["bash", "stack/build.sh", "--paths", *names], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 

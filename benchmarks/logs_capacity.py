@@ -81,11 +81,7 @@ def rows_ingested(port: int) -> float:
 class LogsBench:
     def __init__(self, work: Path):
         self.work = work
-        names = ["otelcol-hitl", "victoria-logs", "telemetrygen"]
-        subprocess.run(["bash", "stack/build.sh", *names], cwd=REPO, check=True)
-        out = subprocess.run(["bash", "stack/build.sh", "--paths", *names], cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout
-        self.bins = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.bins = gw.binaries("otelcol-hitl", "victoria-logs", "telemetrygen")
         self.pipeline = gw.Bench(self.bins, work, ports=PORTS)
 
     def start_victorialogs(self) -> subprocess.Popen:
