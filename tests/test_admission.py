@@ -98,6 +98,8 @@ def test_a_refused_request_is_a_503_server_span(tmp_path, postgres_admin_url):
             return sorted(s.attributes.get("http.response.status_code") for s in sink.spans if s.kind == SERVER)
 
         wait_for("both server spans to be exported", lambda: server_codes() == [200, 503], timeout=10)
+        refused = next(s for s in sink.spans if s.kind == SERVER and s.attributes["http.response.status_code"] == 503)
+        assert refused.attributes["http.route"] == "/api/v1/reviews", refused  # counted on its route
     finally:
         app.stop()
         sink.stop()
