@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     memory_cache_max_entries: int = Field(1024, validation_alias="MEMORY_CACHE_MAX_ENTRIES")
 
     max_body_bytes: int = Field(256 * 1024, validation_alias="MAX_BODY_BYTES")
+    # API requests one process works on at once; more get 503 + Retry-After (app/admission.py).
+    # 0 turns the bound off.
+    max_in_flight: int = Field(32, ge=0, validation_alias="APP_MAX_IN_FLIGHT")
 
     code_host_url: str | None = Field(None, validation_alias="CODE_HOST_URL")
     code_host_token: str | None = Field(None, validation_alias="CODE_HOST_TOKEN")

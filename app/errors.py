@@ -19,7 +19,8 @@ ERROR_RESPONSES = {
     404: {"model": ErrorOut, "description": "Unknown id"},
     409: {"model": ErrorOut, "description": "The review's state forbids this"},
     413: {"model": ErrorOut, "description": "Body larger than the limit"},
-    503: {"model": ErrorOut, "description": "The database is unavailable; retry later"},
+    503: {"model": ErrorOut, "description": "The database is unavailable or the service is overloaded; retry after "
+                                            "the Retry-After header's seconds"},
 }
 
 

@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 from app import __version__, errors
 from app.admin import Faults, inject_faults
 from app.admin import router as admin_router
+from app.admission import InFlightLimit
 from app.auth.service import KeyVerifier
 from app.cache import make_cache
 from app.config import Settings, get_settings
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         delay_seconds=settings.fault_delay_seconds,
     )
     errors.install(app)
+    app.add_middleware(InFlightLimit, limit=settings.max_in_flight)
     app.include_router(health_router)
     app.include_router(reviews_router, dependencies=[Depends(inject_faults)])
     app.include_router(admin_router)

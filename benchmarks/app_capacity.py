@@ -19,7 +19,8 @@ full pipeline (otel-collector/config.yaml) exporting to a real Jaeger and a real
 
 Variants: `on-N` is N app processes (uvicorn, one worker each; 2 = the two cores, targets
 alternated between them) exporting every span, metric and log through the collector; `off-N` the
-same with OTEL_SDK_DISABLED=true. At each rate the variants run in turns (order alternated), after
+same with OTEL_SDK_DISABLED=true; a suffix `-unbounded` turns the admission control off
+(APP_MAX_IN_FLIGHT=0, app/admission.py), e.g. `on-1-unbounded`. At each rate the variants run in turns (order alternated), after
 a warm-up (3 s) at the same rate. Reported per (variant, rate): achieved rate, p50/p95/p99/max
 latency, error ratio (any status >= 400 or no answer within 10 s), the app processes' CPU in cores
 and per request, the collector's CPU. The knee is the highest rate with p95 under the 500 ms SLO
@@ -97,12 +98,15 @@ def target(method: str, url: str, key: str, body: dict | None = None) -> str:
 class Measurement:
     """One (variant, rate): fresh database, N app processes, seeded reviews, the targets file."""
 
-    def __init__(self, bench: "AppBench", processes: int, telemetry: bool, rate: float, seconds: float):
+    def __init__(self, bench: "AppBench", processes: int, telemetry: bool, rate: float, seconds: float,
+                 bounded: bool = True):
         self.bench, self.rate, self.seconds = bench, rate, seconds
         self.db = fresh_postgres_database(bench.database_url)
         keys = migrated_with_keys(self.db, {"pipeline": Role.pipeline, "reviewer": Role.reviewer})
         self.pipeline, self.reviewer = keys["pipeline"], keys["reviewer"]
         env = {"DATABASE_URL": self.db, "REDIS_URL": bench.redis_url, "APP_ENV": "test"}
+        if not bounded:
+            env["APP_MAX_IN_FLIGHT"] = "0"  # no admission control (app/admission.py)
         if telemetry:
             env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{gw.HOST}:{gw.PORTS['otlp_grpc']}",
                     "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "hitl-review",
@@ -184,8 +188,8 @@ class AppBench:
             "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{gw.HOST}:{VL_PORT}/insert/opentelemetry/v1/logs"})
 
     def measure(self, variant: str, rate: float, seconds: float, warmup: float = 3.0) -> Step:
-        telemetry, processes = variant.split("-")[0] == "on", int(variant.split("-")[1])
-        m = Measurement(self, processes, telemetry, rate, seconds)
+        on_off, processes, *flags = variant.split("-")
+        m = Measurement(self, int(processes), on_off == "on", rate, seconds, bounded="unbounded" not in flags)
         try:
             total = int(rate * (seconds + warmup)) + 10
             gets, pending = m.seed(total)
@@ -215,7 +219,7 @@ class AppBench:
         requests = report["requests"]
         errors = sum(v for k, v in codes.items() if not k.startswith("2"))
         lat = report["latencies"]
-        return Step(variant=variant, processes=processes, telemetry=telemetry, offered_rps=rate,
+        return Step(variant=variant, processes=int(processes), telemetry=on_off == "on", offered_rps=rate,
                     achieved_rps=round(report.get("throughput", 0.0), 1), requests=requests, errors=errors,
                     error_ratio=round(errors / requests, 4) if requests else 1.0,
                     p50_ms=round(lat["50th"] / 1e6, 1), p95_ms=round(lat["95th"] / 1e6, 1),

@@ -13,6 +13,9 @@ drawn across, the knee of each curve marked; app-cpu.png: the app's CPU per requ
 From gateway.jsonl's `--alone` rows, gateway-alone.png: the span rate one collector on one core
 accepted against the rate offered, and its CPU, with the knee marked; from its soak row,
 gateway-soak.png: RSS and CPU over the 10 minutes.
+Reads app-admission.jsonl (benchmarks.app_capacity with `-unbounded` variants) and writes
+app-admission.png: the requests per second answered within 10 s and without error (goodput), and
+the p95 latency, against the offered rate, with and without admission control.
 Reads cardinality.jsonl (benchmarks.cardinality --out) and writes cardinality.png: span-metric
 series in the collector and head series in Prometheus against the dimension combinations sent,
 and Prometheus' and the collector's memory, the step past the cardinality limit marked.
@@ -151,6 +154,34 @@ def plot_app(results: Path, out: Path) -> list[Path]:
         written.append(finish(plt, fig, ax, "offered requests per second (open loop, the mix of docs/capacity.md)",
                               ylabel, "upper left", out / name))
     return written
+
+
+def plot_admission(results: Path, out: Path) -> list[Path]:
+    plt = pyplot()
+    by: dict[str, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for line in (results / "app-admission.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        by[row["variant"]][row["offered_rps"]].append(row)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), dpi=100, sharex=True)
+    top_rate = max(rate for rates in by.values() for rate in rates)
+    top.plot([0, top_rate], [0, top_rate], color="grey", linewidth=1, linestyle=":", label="offered")
+    for variant in sorted(by):
+        rates = sorted(by[variant])
+        label = ("no admission control (APP_MAX_IN_FLIGHT=0)" if variant.endswith("-unbounded")
+                 else "admission control (APP_MAX_IN_FLIGHT=32, the default)")
+        label = f"{APP_LABELS.get(variant.removesuffix('-unbounded'), variant)}, {label}"
+        style = "--" if variant.endswith("-unbounded") else "-"
+        for ax, metric in ((top, "achieved_rps"), (bottom, "p95_ms")):
+            med, low, high = spread(by[variant], rates, metric)
+            line, = ax.plot(rates, med, marker="o", linestyle=style, label=label)
+            ax.fill_between(rates, low, high, alpha=0.15, color=line.get_color())
+    top.set_ylabel("answered without error (req/s)")
+    top.grid(True, alpha=0.3)
+    top.legend(fontsize=8, loc="upper left")
+    bottom.axhline(500, color="red", linewidth=1, alpha=0.6)
+    bottom.set_yscale("log")
+    return [finish(plt, fig, bottom, "offered requests per second (open loop)", "p95 latency (ms, log scale)",
+                   "upper left", out / "app-admission.png")]
 
 
 def plot_gateway_alone(results: Path, out: Path) -> list[Path]:
@@ -352,6 +383,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     written += plot_gateway_alone(args.results, args.out) + plot_gateway_soak(args.results, args.out)
     if (args.results / "app.jsonl").exists():
         written += plot_app(args.results, args.out)
+    if (args.results / "app-admission.jsonl").exists():
+        written += plot_admission(args.results, args.out)
     if (args.results / "cardinality.jsonl").exists():
         written += plot_cardinality(args.results, args.out)
     for path in written:
