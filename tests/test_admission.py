@@ -23,9 +23,17 @@ SERVER = 2
 
 @pytest.fixture
 def settings(backend, code_host):
-    # Every API request waits 0.6 s (an injected delay): two of them fill the bound of 2.
+    # Every API request waits 1.5 s (an injected delay): two of them fill the bound of 2.
     return make_settings(backend, CODE_HOST_URL=code_host.url, CODE_HOST_TOKEN="test-code-host-token",
-                         APP_MAX_IN_FLIGHT=2, FAULT_DELAY_RATIO=1.0, FAULT_DELAY_SECONDS=0.6)
+                         APP_MAX_IN_FLIGHT=2, FAULT_DELAY_RATIO=1.0, FAULT_DELAY_SECONDS=1.5)
+
+
+def admission(app) -> InFlightLimit:
+    """The InFlightLimit in the app's middleware stack (built when the client started it)."""
+    layer = app.middleware_stack
+    while not isinstance(layer, InFlightLimit):
+        layer = layer.app
+    return layer
 
 
 def in_threads(call, n: int) -> tuple[list, list[threading.Thread]]:
@@ -36,14 +44,14 @@ def in_threads(call, n: int) -> tuple[list, list[threading.Thread]]:
     return results, threads
 
 
-def test_requests_beyond_the_bound_are_refused_at_once_and_the_others_served(client, keys):
+def test_requests_beyond_the_bound_are_refused_at_once_and_the_others_served(app, client, keys):
     headers = {"X-API-Key": keys["viewer"]}
     slow, threads = in_threads(lambda: client.get("/api/v1/reviews", headers=headers), 2)
-    time.sleep(0.25)  # both are in their delay now
+    wait_for("both requests in progress", lambda: admission(app).in_flight == 2, timeout=5)
 
     started = time.monotonic()
     refused = client.get("/api/v1/stats", headers=headers)
-    assert time.monotonic() - started < 0.3, "refused at once, not queued"
+    assert time.monotonic() - started < 1.0, "refused at once, not queued behind the 1.5 s requests"
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "1"
     assert "overloaded" in refused.json()["detail"]
@@ -51,7 +59,7 @@ def test_requests_beyond_the_bound_are_refused_at_once_and_the_others_served(cli
     assert client.get("/health/live").status_code == 200
 
     for t in threads:
-        t.join(5)
+        t.join(10)
     assert [r.status_code for r in slow] == [200, 200]
     assert client.get("/api/v1/stats", headers=headers).status_code == 200  # room again
 
@@ -85,14 +93,14 @@ def test_a_refused_request_is_a_503_server_span(tmp_path, postgres_admin_url, in
     sink = OtlpSink()
     app = AppProcess(env={"DATABASE_URL": url, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
                           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "hitl-review",
-                          "HITL_HTTP_INSTRUMENTATION": instrumentation, "APP_MAX_IN_FLIGHT": "1", "FAULT_DELAY_RATIO": "1", "FAULT_DELAY_SECONDS": "1"},
+                          "HITL_HTTP_INSTRUMENTATION": instrumentation, "APP_MAX_IN_FLIGHT": "1", "FAULT_DELAY_RATIO": "1", "FAULT_DELAY_SECONDS": "3"},
                      log_path=tmp_path / "app.log")
     try:
         with httpx.Client(base_url=app.url, timeout=10, headers={"X-API-Key": key}) as c:
             slow, threads = in_threads(lambda: c.get("/api/v1/reviews"), 1)
-            time.sleep(0.4)
+            time.sleep(1)  # it is in its 3 s delay
             assert c.get("/api/v1/reviews").status_code == 503
-            threads[0].join(5)
+            threads[0].join(10)
             assert slow[0].status_code == 200
 
         def server_codes() -> list:
