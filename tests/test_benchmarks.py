@@ -31,6 +31,14 @@ def test_gateway_capacity_benchmark_measures_both_pipelines_against_a_real_jaege
         assert r.jaeger_cpu_cores > 0, r
 
 
+def test_gateway_capacity_alone_pins_the_collector_to_a_core_with_a_sink_behind_it():
+    rows = gateway_capacity.main(["--alone", "--rates", "600", "--seconds", "3", "--variants", "full"])
+    (row,) = rows
+    # Everything the collector took reached the sink (in Jaeger's place), and the collector had one core.
+    assert row.accepted_spans_per_s > 100 and row.exported_spans_per_s >= 0.95 * row.accepted_spans_per_s, row
+    assert 0 < row.cpu_cores <= 1.05 and row.jaeger_cpu_cores > 0, row
+
+
 def test_overhead_benchmark_runs_side_by_side(capsys, postgres_admin_url):
     overhead.main(["--database-url", postgres_admin_url, "--rounds", "1", "--requests", "10", "--block", "5",
                    "--variant", "default-gc:GC_GEN0_THRESHOLD=0", "--otel-defaults"])
