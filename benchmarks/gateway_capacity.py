@@ -306,10 +306,15 @@ class Bench:
         log = open(self.work / f"collector-{variant}.log", "a")
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=pinned(self.collector_cpus))
-        wait_http(f"http://{HOST}:{self.ports['health']}/")
-        wait_http(f"http://{HOST}:{self.ports['telemetry']}/metrics")
+        try:
+            wait_http(f"http://{HOST}:{self.ports['health']}/")
+            wait_http(f"http://{HOST}:{self.ports['telemetry']}/metrics")
+        except OSError:
+            process.terminate(proc, 10)
+            raise RuntimeError(f"the collector did not start; its log ends:\n{Path(log.name).read_text()[-2000:]}")
         if proc.poll() is not None:  # another process answers on its ports
-            raise RuntimeError(f"the collector exited ({proc.returncode}): see {log.name}")
+            raise RuntimeError(f"the collector exited ({proc.returncode}); its log ends:\n"
+                               f"{Path(log.name).read_text()[-2000:]}")
         return proc
 
     def load(self, rate: float, seconds: float, child_spans: int) -> subprocess.Popen:
