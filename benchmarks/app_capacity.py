@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -266,10 +266,7 @@ def main(argv: list[str] | None = None) -> list[Step]:
             for variant in (variants if i % 2 == 0 else variants[::-1]):
                 row = bench.measure(variant, rate, args.seconds, args.warmup)
                 rows.append(row)
-                print(json.dumps(asdict(row)), flush=True)
-                if args.out:
-                    with args.out.open("a") as f:
-                        f.write(json.dumps({"run": run, **asdict(row)}) + "\n")
+                gw.record(row, args.out, run=run)
     finally:
         bench.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -245,10 +245,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for routes, statuses, instances in steps:
             row = bench.measure(routes, statuses, instances, args.seconds)
             rows.append(row)
-            print(json.dumps(asdict(row)), flush=True)
-            if args.out:
-                with args.out.open("a") as f:
-                    f.write(json.dumps({"kind": "cardinality", "run": run, **asdict(row)}) + "\n")
+            gw.record(row, args.out, kind="cardinality", run=run)
     finally:
         bench.pipeline.stop()
         shutil.rmtree(work, ignore_errors=True)

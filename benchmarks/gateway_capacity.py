@@ -115,6 +115,15 @@ def binaries(*names: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def record(row, out: Path | None, **fields) -> None:
+    """One measurement: a JSON line on stdout and, with --out, appended to the results file
+    (with `fields` first: the kind of row, the run's start time)."""
+    print(json.dumps(asdict(row)), flush=True)
+    if out:
+        with out.open("a") as f:
+            f.write(json.dumps({**fields, **asdict(row)}) + "\n")
+
+
 def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -406,10 +415,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
             for variant in (variants if i % 2 == 0 else variants[::-1]):
                 row = bench.measure(variant, rate, args.seconds, args.child_spans)
                 rows.append(row)
-                print(json.dumps(asdict(row)), flush=True)
-                if args.out:
-                    with args.out.open("a") as f:
-                        f.write(json.dumps({"kind": kind, "run": run, **asdict(row)}) + "\n")
+                record(row, args.out, kind=kind, run=run)
         if args.soak:
             samples = []
             soak = bench.measure("full", args.soak_rate, args.soak, args.child_spans, sample_every=10,

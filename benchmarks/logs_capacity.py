@@ -21,7 +21,6 @@ cores and records per CPU-second, its RSS, the collector's CPU and records per C
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import shutil
@@ -30,7 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -166,10 +165,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
             for variant in (variants if i % 2 == 0 else variants[::-1]):
                 row = bench.measure(variant, rate, args.seconds)
                 rows.append(row)
-                print(json.dumps(asdict(row)), flush=True)
-                if args.out:
-                    with args.out.open("a") as f:
-                        f.write(json.dumps({"kind": "logs", "run": run, **asdict(row)}) + "\n")
+                gw.record(row, args.out, kind="logs", run=run)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
