@@ -39,9 +39,10 @@ def prom_exemplars(prometheus_url: str, query: str, start: float, end: float | N
     ]
 
 
-def jaeger_trace(jaeger_url: str, trace_id: str) -> dict | None:
-    """The trace from Jaeger's query API ({spans, processes}), or None while it is unknown."""
-    r = httpx.get(f"{jaeger_url}/api/traces/{trace_id}", timeout=10)
+def jaeger_trace(jaeger_url: str, trace_id: str, client: httpx.Client | None = None) -> dict | None:
+    """The trace from Jaeger's query API ({spans, processes}), or None while it is unknown.
+    `client`: a shared one keeps its connections (many reads in a row)."""
+    r = (client or httpx).get(f"{jaeger_url}/api/traces/{trace_id}", timeout=10)
     if r.status_code == 404:
         return None
     r.raise_for_status()

@@ -21,7 +21,8 @@ import pytest
 from tests.e2e.backends import prom_query
 from tests.ha.conftest import cluster_view
 from tests.ha.test_alerting import DUPLICATE_WINDOW, failing_requests, pages
-from tests.ha.load import SteadyLoad, counted_requests, gateways_counting, log_records, trace_losses, traces_stored
+from tests.ha.load import (SteadyLoad, counted_requests, gateways_counting, log_records, trace_losses, traces_stored,
+                           wait_whole)
 from tests.support.polling import wait_for
 
 ENV = "e2e"  # compose.test.yaml's deployment.environment.name for the app container
@@ -67,8 +68,7 @@ def test_three_gateways_found_by_dns_count_every_request_exactly_once(compose_ha
     assert gateways_counting(stack.prometheus_url, ENV) == GATEWAYS
     wait_for("the same counts in replica 1",
              lambda: counted_requests(stack.url("prometheus_1"), ENV) == counted, timeout=30)
-    losses = wait_for("every trace in Jaeger", lambda: (
-        (x := trace_losses(traces_stored(stack.jaeger_url, load.sent), load.sent))["missing"] == 0 and x), timeout=90)
+    losses = wait_whole(stack.jaeger_url, load.sent, "every trace in Jaeger", timeout=90)
     assert losses["incomplete"] == losses["duplicate_spans"] == 0, losses
     submitted = {s.trace_id for s in load.sent if s.status == 201}
     records = wait_for("every 'review submitted' record in VictoriaLogs",
@@ -108,8 +108,7 @@ def test_a_gateway_killed_leaves_the_dns_ring_and_joins_it_again(compose_ha):
     sent = load.counts()
     # Everything sent once the gateway is back in the ring arrives whole, and reaches it too.
     late = [s for s in env_sent if s.at > after_restart]
-    late_losses = wait_for("the requests after the restart in Jaeger", lambda: (
-        (x := trace_losses(traces_stored(stack.jaeger_url, late), late))["missing"] == 0 and x), timeout=90)
+    late_losses = wait_whole(stack.jaeger_url, late, "the requests after the restart in Jaeger", timeout=90)
     assert late_losses["incomplete"] == 0, late_losses
 
     # The whole run: settle (reading again only the traces not yet whole), then count.

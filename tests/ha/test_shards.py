@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.e2e.backends import jaeger_trace, prom_exemplars, simulator_edge
-from tests.ha.load import SteadyLoad, counted_requests, gateways_counting, log_records, trace_losses, traces_stored
+from tests.ha.load import SteadyLoad, counted_requests, gateways_counting, log_records, wait_whole
 from tests.support.polling import wait_for
 
 ENV = "ha-shards"
@@ -31,9 +31,7 @@ def test_three_gateways_count_every_request_exactly_once(ha_stack, start_app):
              lambda: counted_requests(ha_stack.prometheus_urls[1], ENV) == counted, timeout=30)
 
     # Every trace is stored whole, once; every submitted review logged once, with its trace id.
-    losses = wait_for("every trace in Jaeger", lambda: (
-        (x := trace_losses(traces_stored(ha_stack.jaeger_url, load.sent), load.sent))["missing"] == 0 and x),
-        timeout=60)
+    losses = wait_whole(ha_stack.jaeger_url, load.sent, "every trace in Jaeger", timeout=60)
     assert losses["incomplete"] == losses["duplicate_spans"] == 0, losses
     submitted = {s.trace_id for s in load.sent if s.status == 201}
     records = wait_for("every 'review submitted' record in VictoriaLogs",

@@ -19,7 +19,9 @@
 # engine's data root (scripts/docker-engine.sh). The debootstrap tarball is cached under
 # ${HITL_TWINS_CACHE:-~/.cache/hitl-stack/twins}/.
 #
-# Usage: DOCKER_HOST=... bash tests/compose/twins/build.sh [--print-tags]
+# Usage: DOCKER_HOST=... bash tests/compose/twins/build.sh [--print-tags | --no-binaries]
+#   --no-binaries: only the twins that need no native binary (scripts/test.sh builds them while
+#   stack/build.sh runs)
 # Needs root (debootstrap), debootstrap (installed if missing), and the native binaries.
 set -euo pipefail
 
@@ -59,10 +61,6 @@ fi
 
 docker version --format '{{.Server.Version}}' >/dev/null \
   || { echo "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-unset}); see scripts/docker-engine.sh" >&2; exit 1; }
-
-# Native binaries: BINARY=PATH lines from stack/build.sh (which builds them if needed).
-declare -A bin
-while IFS='=' read -r name path; do bin[$name]=$path; done < <(bash "$repo/stack/build.sh" --paths)
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -169,6 +167,12 @@ twin golang "$debian_base" ca-certificates.crt="$ca_bundle" go="$goroot"
 twin alpine "$busybox_base"
 twin postgres "$debian_base"
 twin redis "$debian_base"
+if [[ ${1:-} == --no-binaries ]]; then log "the twins without native binaries ready"; exit 0; fi
+
+# Native binaries: BINARY=PATH lines from stack/build.sh (which builds them if needed).
+declare -A bin
+while IFS='=' read -r name path; do bin[$name]=$path; done < <(bash "$repo/stack/build.sh" --paths)
+
 twin prometheus "$busybox_base" prometheus="${bin[prometheus]}" promtool="${bin[promtool]}"
 twin alertmanager "$busybox_base" alertmanager="${bin[alertmanager]}" amtool="${bin[amtool]}"
 twin jaeger "${tags[alpine]}" jaeger="${bin[jaeger]}"
