@@ -27,10 +27,11 @@ if [ "${1:-}" = --lanes ]; then lanes=1; shift; fi
 echo "== building the pinned binaries (cached in ${HITL_STACK_CACHE:-~/.cache/hitl-stack})" >&2
 # shellcheck disable=SC2046 # one target per word
 # kubernetes first: the longest build (build.sh starts targets in the order given).
-bash stack/build.sh kubernetes $(bash stack/build.sh --list) compose telemetrygen vegeta etcd kubeconform &
+# In a process group of its own, so that an early exit stops the compilers too.
+setsid -w bash stack/build.sh kubernetes $(bash stack/build.sh --list) compose telemetrygen vegeta etcd kubeconform &
 build_pid=$!
 cleanup() {
-  kill "$build_pid" 2>/dev/null || true
+  if [ -n "$build_pid" ]; then kill -- "-$build_pid" 2>/dev/null || true; fi
   if [ -n "${services_started:-}" ]; then bash scripts/test-services.sh stop; fi
   if [ -n "${engine_started:-}" ]; then bash scripts/docker-engine.sh stop; fi
 }
@@ -46,6 +47,7 @@ engine_started=1
 echo "== building the image twins that need no native binary (cached)" >&2
 bash tests/compose/twins/build.sh --no-binaries
 wait "$build_pid" || { echo "stack/build.sh failed (its output is above)" >&2; exit 1; }
+build_pid=  # done: its number may belong to another process group by the end
 echo "== building the other image twins (cached)" >&2
 bash tests/compose/twins/build.sh
 
