@@ -3,6 +3,9 @@ PostgreSQL with Redis (TEST_POSTGRES_URL / TEST_REDIS_URL, started by scripts/te
 Each test leaves the database as it found it: the rows it wrote are deleted afterwards."""
 
 import os
+import time
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
@@ -40,6 +43,51 @@ def in_engine_lane(nodeid: str) -> bool:
 def pytest_itemcollected(item):
     if in_engine_lane(item.nodeid):
         item.add_marker(pytest.mark.lane_engine)
+
+
+# Late binaries: `scripts/test.sh` builds the targets only a few tests need (Kubernetes, the load
+# generators) in the background at idle CPU priority while the suite runs, so a cold machine does
+# not wait for them first. It names them in HITL_LATE_BUILD_TARGETS and writes the build's exit
+# status to HITL_LATE_BUILD_STATUS when it is done (its output: HITL_LATE_BUILD_LOG). A test
+# declares what it needs with @pytest.mark.needs_build(target, ...); those that need a late target
+# run last and wait for the build there.
+LATE_BUILD_TIMEOUT_SECONDS = 3600
+
+
+def late_targets() -> set[str]:
+    return set(os.environ.get("HITL_LATE_BUILD_TARGETS", "").split()) if os.environ.get("HITL_LATE_BUILD_STATUS") else set()
+
+
+def needs_late_build(item) -> bool:
+    marker = item.get_closest_marker("needs_build")
+    return bool(marker and late_targets() & set(marker.args))
+
+
+def pytest_collection_modifyitems(config, items):
+    if late_targets():
+        items[:] = [i for i in items if not needs_late_build(i)] + [i for i in items if needs_late_build(i)]
+
+
+_late_build: dict[str, str] = {}
+
+
+def wait_for_late_build() -> None:
+    """Blocks until the background build is done; fails the test with its log if it failed."""
+    if "status" not in _late_build:
+        status_file = Path(os.environ["HITL_LATE_BUILD_STATUS"])
+        deadline = time.monotonic() + LATE_BUILD_TIMEOUT_SECONDS
+        while not status_file.exists() and time.monotonic() < deadline:
+            time.sleep(2)
+        _late_build["status"] = status_file.read_text().strip() if status_file.exists() else "timed out"
+    if _late_build["status"] != "0":
+        log = Path(os.environ.get("HITL_LATE_BUILD_LOG", "/dev/null"))
+        tail = log.read_text()[-4000:] if log.is_file() else ""
+        pytest.fail(f"the background build of {sorted(late_targets())} failed ({_late_build['status']}):\n{tail}")
+
+
+def pytest_runtest_setup(item):
+    if needs_late_build(item):
+        wait_for_late_build()
 
 
 def _require(var: str) -> str:

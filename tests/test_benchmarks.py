@@ -9,7 +9,12 @@ and the logs benchmark (telemetrygen into VictoriaLogs, straight and through the
 import json
 import re
 
+import pytest
+
 from benchmarks import app_capacity, cardinality, gateway_capacity, logs_capacity, overhead, span_encoding
+
+# The load generators are late targets of scripts/test.sh (tests/conftest.py).
+pytestmark = pytest.mark.needs_build("otelcol-hitl", "jaeger", "victoria-logs", "prometheus", "telemetrygen", "vegeta")
 
 
 def test_span_encoding_benchmark_runs_and_reports_both_encoders(capsys, monkeypatch):

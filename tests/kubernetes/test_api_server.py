@@ -14,6 +14,8 @@ from stack import ha, kubernetes
 from tests.kubernetes.conftest import NODE, OVERLAYS
 from tests.support import kube_schemas
 
+pytestmark = pytest.mark.needs_build("kubernetes", "etcd", "kubeconform")
+
 # What each overlay's workloads must turn into: Pods per owner (name prefix).
 EXPECTED_PODS = {
     "hitl-review-": 2, "hitl-review-migrate-": 1, "otel-agent-": 1, "otel-gateway-": ha.DEFAULT_GATEWAYS,

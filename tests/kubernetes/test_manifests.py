@@ -14,6 +14,8 @@ from stack import ha, kubernetes
 from tests.kubernetes.conftest import OVERLAYS
 from tests.support.kube_cluster import REPO_ROOT
 
+pytestmark = pytest.mark.needs_build("kubernetes")
+
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
 
