@@ -2,6 +2,7 @@
 PostgreSQL with Redis (TEST_POSTGRES_URL / TEST_REDIS_URL, started by scripts/test-services.sh).
 Each test leaves the database as it found it: the rows it wrote are deleted afterwards."""
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -68,21 +69,22 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [i for i in items if not needs_late_build(i)] + [i for i in items if needs_late_build(i)]
 
 
-_late_build: dict[str, str] = {}
+@functools.cache
+def late_build_status() -> str:
+    """The background build's exit status, once it is done (waits for it)."""
+    status_file = Path(os.environ["HITL_LATE_BUILD_STATUS"])
+    deadline = time.monotonic() + LATE_BUILD_TIMEOUT_SECONDS
+    while not status_file.exists() and time.monotonic() < deadline:
+        time.sleep(2)
+    return status_file.read_text().strip() if status_file.exists() else "timed out"
 
 
 def wait_for_late_build() -> None:
     """Blocks until the background build is done; fails the test with its log if it failed."""
-    if "status" not in _late_build:
-        status_file = Path(os.environ["HITL_LATE_BUILD_STATUS"])
-        deadline = time.monotonic() + LATE_BUILD_TIMEOUT_SECONDS
-        while not status_file.exists() and time.monotonic() < deadline:
-            time.sleep(2)
-        _late_build["status"] = status_file.read_text().strip() if status_file.exists() else "timed out"
-    if _late_build["status"] != "0":
+    if (status := late_build_status()) != "0":
         log = Path(os.environ.get("HITL_LATE_BUILD_LOG", "/dev/null"))
         tail = log.read_text()[-4000:] if log.is_file() else ""
-        pytest.fail(f"the background build of {sorted(late_targets())} failed ({_late_build['status']}):\n{tail}")
+        pytest.fail(f"the background build of {sorted(late_targets())} failed ({status}):\n{tail}")
 
 
 def pytest_runtest_setup(item):

@@ -21,6 +21,7 @@ import httpx
 
 from tests.e2e.backends import jaeger_trace, logs_query, prom_query, span_tags
 from tests.support.factories import review_body
+from tests.support.polling import wait_for
 
 REVIEWS = "/api/v1/reviews"
 REVIEW = "/api/v1/reviews/{review_id}"
@@ -169,16 +170,17 @@ def wait_whole(jaeger_url: str, sent: list[Sent], what: str, timeout: float) -> 
     separate batches, so a trace can be found before it is complete), reading again only the traces
     not yet whole; then reads all once more, so spans stored twice are counted. Returns
     trace_losses; on timeout fails with the last of them."""
-    deadline = time.monotonic() + timeout
-    stored = None
-    while True:
-        stored = traces_stored(jaeger_url, sent, known=stored)
+    stored: dict[str, StoredTrace] = {}
+
+    def whole() -> bool:
+        stored.update(traces_stored(jaeger_url, sent, known=stored))
         losses = trace_losses(stored, sent)
-        if losses["missing"] == losses["incomplete"] == 0:
-            return trace_losses(traces_stored(jaeger_url, sent), sent)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {losses}")
-        time.sleep(1)
+        if losses["missing"] or losses["incomplete"]:
+            raise AssertionError(f"not whole yet: {losses}")  # wait_for reports the last one
+        return True
+
+    wait_for(what, whole, timeout=timeout, interval=1)
+    return trace_losses(traces_stored(jaeger_url, sent), sent)
 
 
 def log_records(victorialogs_url: str, environment: str) -> list[dict]:
