@@ -58,7 +58,7 @@ from tests.support.factories import decision_body, review_body  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 MIX = [("list", 6), ("get", 6), ("submit", 3), ("decide", 3), ("stats", 2)]
 SLO_P95_SECONDS = 0.5
-VL_PORT = gw.BASE + 28  # 47028, inside the gateway benchmark's port block
+VL_PORT = gw.BASE + 28  # 21028, inside the gateway benchmark's port block
 
 
 @dataclass

@@ -51,8 +51,8 @@ from benchmarks import gateway_capacity as gw  # noqa: E402
 from stack import process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PORTS = gw.ports_at(47100)  # apart from the other capacity benchmarks' block (47000-47099)
-PROMETHEUS_PORT = 47190
+PORTS = gw.ports_at(21100)  # apart from the other capacity benchmarks' block (21000-21099)
+PROMETHEUS_PORT = 21190
 STATUSES = [200, 404, 201, 500, 409, 503, 401, 422]
 SPAN_METRIC = re.compile(r"^traces_span_metrics_\w+[{ ]")
 

@@ -39,8 +39,8 @@ from stack import process  # noqa: E402
 from stack.services import victorialogs_flags  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PORTS = gw.ports_at(47200)  # apart from the other capacity benchmarks' blocks
-VL_PORT = 47228
+PORTS = gw.ports_at(21200)  # apart from the other capacity benchmarks' blocks
+VL_PORT = 21228
 # One of this service's log records (app/reviews/service.py "decision recorded"), as the OTel
 # logging handler exports it: its code location and the request's ids.
 BODY = "decision recorded"

@@ -18,6 +18,19 @@ if [ "${1:-}" = --lanes ]; then lanes=1; shift; fi
 
 . scripts/venv.sh
 
+# Fixed ports the tests listen on inside the kernel's ephemeral range are reserved for the run, so
+# no client's source port takes one first (tests/support/ports.py); put back as found at the end.
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+reserved_before=
+if [ -w "$reserved" ]; then
+  reserved_before=$(cat "$reserved")
+  to_reserve=$("$venv/bin/python" -m tests.support.ports)
+  echo "${reserved_before:+$reserved_before,}$to_reserve" >"$reserved"
+  echo "== reserved the tests' fixed ports in the ephemeral range: $to_reserve" >&2
+else
+  echo "== cannot write $reserved (not root?): a fixed port may rarely be taken as a source port" >&2
+fi
+
 # The end-to-end tests run the native stack; the compose tests the Compose CLI; tests/kubernetes a
 # kube-apiserver, controller manager, kubectl, etcd and kubeconform; the benchmark smoke tests
 # telemetrygen and vegeta. Each build.sh call is a no-op when cached (cold: docs/benchmarks.md).
@@ -40,6 +53,7 @@ late_pid=$!
 setsid -w bash stack/build.sh $(bash stack/build.sh --list) compose &
 build_pid=$!
 cleanup() {
+  if [ -w "$reserved" ] && [ -n "${to_reserve:-}" ]; then echo "$reserved_before" >"$reserved"; fi
   if [ -n "$build_pid" ]; then kill -- "-$build_pid" 2>/dev/null || true; fi
   # Still building (no status yet): the tests that needed it did not run; stop it.
   if [ ! -e "$HITL_LATE_BUILD_STATUS" ]; then kill -- "-$late_pid" 2>/dev/null || true; fi
