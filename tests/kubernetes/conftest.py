@@ -46,7 +46,10 @@ def secret_values() -> dict[str, str]:
         "DATABASE_URL": "postgresql+psycopg://hitl@db.example.internal:5432/hitl"}
 
 
-@pytest.fixture(scope="session")
+# Module scope: only test_api_server.py uses the cluster, and it stops when that module is done
+# rather than at the end of the session (it ran on through the benchmarks, using CPU and holding
+# its etcd and watch connections, i.e. source ports, open).
+@pytest.fixture(scope="module")
 def cluster(kube_binaries, tmp_path_factory):
     c = KubeCluster(tmp_path_factory.mktemp("kube"), kube_binaries)
     try:
@@ -60,7 +63,7 @@ def cluster(kube_binaries, tmp_path_factory):
         c.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def applied(cluster) -> dict[str, str]:
     """Both overlays applied for real (server-side apply), with their Secrets made by
     `python -m stack k8s-secrets` from a test .env. overlay -> namespace."""

@@ -25,7 +25,7 @@ EXPECTED_PODS = {
 DEV_PODS = {"postgres-": 1, "redis-": 1}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def schemas(cluster, tmp_path_factory):
     target = tmp_path_factory.mktemp("schemas")
     count = kube_schemas.write_schemas(cluster.raw, target)
@@ -112,7 +112,7 @@ def pods_by_owner(cluster, ns: str) -> dict[str, list[dict]]:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def produced_pods(cluster, applied) -> dict[str, dict[str, list[dict]]]:
     """overlay -> owner prefix -> the Pods the controllers made (waited for)."""
     out = {}
