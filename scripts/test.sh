@@ -33,14 +33,14 @@ fi
 
 # The end-to-end tests run the native stack; the compose tests the Compose CLI; tests/kubernetes a
 # kube-apiserver, controller manager, kubectl, etcd and kubeconform; the benchmark smoke tests
-# telemetrygen and vegeta. Each build.sh call is a no-op when cached (cold: docs/benchmarks.md).
+# telemetrygen and vegeta; the SLO rules' drift test Sloth. Each build.sh call is a no-op when cached (cold: docs/benchmarks.md).
 # - The stack and the Compose CLI are built first, in the background while the Docker engine
 #   starts and the twins that need no native binary are built (debootstrap, the Go twin).
 # - The late targets, which only a few tests need, are built at idle CPU priority from the start
 #   and on while the suite runs: those tests run last and wait for them (tests/conftest.py). On a
 #   new machine that takes the Kubernetes build (~20 min of a build slot) off the time to the
 #   first test, and it uses the cores while the suite waits on outages and alert timers.
-late_targets="kubernetes etcd kubeconform telemetrygen vegeta"
+late_targets="kubernetes etcd kubeconform telemetrygen vegeta sloth"
 echo "== building the pinned binaries (cached in ${HITL_STACK_CACHE:-~/.cache/hitl-stack})" >&2
 late_dir=$(mktemp -d -t hitl-late-build.XXXXXX)
 export HITL_LATE_BUILD_TARGETS=$late_targets HITL_LATE_BUILD_STATUS=$late_dir/status HITL_LATE_BUILD_LOG=$late_dir/build.log
@@ -50,7 +50,7 @@ setsid -w bash -c 'chrt --idle 0 bash stack/build.sh "$@" >"$HITL_LATE_BUILD_LOG
   mv "$HITL_LATE_BUILD_STATUS.tmp" "$HITL_LATE_BUILD_STATUS"' late-build $late_targets &
 late_pid=$!
 # shellcheck disable=SC2046 # one target per word
-setsid -w bash stack/build.sh $(bash stack/build.sh --list) compose &
+setsid -w bash stack/build.sh $(bash stack/build.sh --list | grep -vxF "${late_targets// /$'\n'}") compose &
 build_pid=$!
 cleanup() {
   if [ -w "$reserved" ] && [ -n "${to_reserve:-}" ]; then echo "$reserved_before" >"$reserved"; fi
