@@ -77,11 +77,17 @@ def run_fault(ha_stack, start_app, name: str, inject: Callable[[], None], recove
             break
         time.sleep(1)
     settled_at = time.time() if counted == sent else max(changed_at, recovered_at)
+    # Every trace, reading again only those not yet whole; after more than one pass, all once more,
+    # so spans stored twice since a trace was first read whole are counted.
+    stored, passes = {}, 0
     while True:
-        traces = trace_losses(traces_stored(ha_stack.jaeger_url, load.sent), load.sent)
+        stored, passes = traces_stored(ha_stack.jaeger_url, load.sent, known=stored), passes + 1
+        traces = trace_losses(stored, load.sent)
         if traces["missing"] == traces["incomplete"] == 0 or time.monotonic() > deadline:
             break
         time.sleep(3)
+    if passes > 1:
+        traces = trace_losses(traces_stored(ha_stack.jaeger_url, load.sent), load.sent)
     settled = settled and traces["missing"] == traces["incomplete"] == 0
     log_ids = [r.get("trace_id") for r in logs]
     row = {
