@@ -19,6 +19,8 @@ the p95 latency, against the offered rate, with and without admission control.
 Reads cardinality.jsonl (benchmarks.cardinality --out) and writes cardinality.png: span-metric
 series in the collector and head series in Prometheus against the dimension combinations sent,
 and Prometheus' and the collector's memory, the step past the cardinality limit marked.
+Reads app-memory.jsonl (benchmarks.app_memory --out) and writes app-memory.png: the service's RSS
+against the requests served, with its collector gone and with a receiver listening (each run).
 """
 
 from __future__ import annotations
@@ -274,6 +276,23 @@ def plot_cardinality(results: Path, out: Path) -> list[Path]:
                    "memory (MiB)", "upper left", out / "cardinality.png")]
 
 
+def plot_app_memory(results: Path, out: Path) -> list[Path]:
+    plt = pyplot()
+    rows = [json.loads(line) for line in (results / "app-memory.jsonl").read_text().splitlines()]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    colors = {"collector-down": "tab:red", "collector-up": "tab:blue"}
+    labels = {"collector-down": "nothing listening on the OTLP endpoint", "collector-up": "a receiver listening"}
+    labelled = set()
+    for run, variant in sorted({(r["run"], r["variant"]) for r in rows}):
+        points = sorted((r["requests"], r["rss_mib"]) for r in rows if (r["run"], r["variant"]) == (run, variant))
+        label = None if variant in labelled else labels[variant]  # one legend entry per variant
+        labelled.add(variant)
+        ax.plot(*zip(*points), marker="o", markersize=3, color=colors[variant], label=label)
+    ax.set_ylim(bottom=0)
+    return [finish(plt, fig, ax, "requests served (9 lists to 1 submit)", "service RSS (MiB)", "lower right",
+                   out / "app-memory.png")]
+
+
 def fmt(values: list[float], digits: int = 0) -> str:
     """median [min-max] over the runs ("x" alone when they agree or there is one)."""
     med, low, high = statistics.median(values), min(values), max(values)
@@ -366,6 +385,19 @@ def tables(results: Path) -> str:
                      for k in keys]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    memory = results / "app-memory.jsonl"
+    if memory.exists():
+        rows = [json.loads(line) for line in memory.read_text().splitlines()]
+        for run in sorted({r["run"] for r in rows}):
+            rss = {(r["variant"], r["requests"]): r["rss_mib"] for r in rows if r["run"] == run}
+            out.append(f"### app-memory.jsonl, run {run}\n")
+            out.append("| requests | RSS, collector down (MiB) | RSS, receiver listening (MiB) | difference |")
+            out.append("| --- | --- | --- | --- |")
+            for n in sorted({n for _, n in rss}):
+                down, up = rss.get(("collector-down", n)), rss.get(("collector-up", n))
+                diff = f"{down - up:+.1f}" if down is not None and up is not None else "-"
+                out.append(f"| {n:,} | {down if down is not None else '-'} | {up if up is not None else '-'} | {diff} |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -387,6 +419,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         written += plot_admission(args.results, args.out)
     if (args.results / "cardinality.jsonl").exists():
         written += plot_cardinality(args.results, args.out)
+    if (args.results / "app-memory.jsonl").exists():
+        written += plot_app_memory(args.results, args.out)
     for path in written:
         print(path)
     return written

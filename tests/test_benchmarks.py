@@ -4,14 +4,15 @@ the span-encoding benchmark, which also checks that both encoders agree, and the
 benchmark against the collector, telemetrygen and Jaeger binaries, the app capacity benchmark
 (vegeta against real app processes on PostgreSQL and Redis, through the collector), and the
 span-metrics cardinality benchmark (the collector, Jaeger and a Prometheus with the real rules),
-and the logs benchmark (telemetrygen into VictoriaLogs, straight and through the collector)."""
+the logs benchmark (telemetrygen into VictoriaLogs, straight and through the collector), and the
+app's memory with its collector gone."""
 
 import json
 import re
 
 import pytest
 
-from benchmarks import app_capacity, cardinality, gateway_capacity, logs_capacity, overhead, span_encoding
+from benchmarks import app_capacity, app_memory, cardinality, gateway_capacity, logs_capacity, overhead, span_encoding
 
 # The load generators are late targets of scripts/test.sh (tests/conftest.py).
 pytestmark = pytest.mark.needs_build("otelcol-hitl", "jaeger", "victoria-logs", "prometheus", "telemetrygen", "vegeta")
@@ -53,6 +54,16 @@ def test_overhead_benchmark_runs_side_by_side(capsys, postgres_admin_url):
             assert re.search(rf"\| {endpoint} \| {variant} \| \d+ \|", out), (endpoint, variant, out)
     assert "the process's CPU clock" in out
     assert "| decide | telemetry |" in out.split("median of turns")[1]
+
+
+def test_app_memory_benchmark_samples_both_variants_side_by_side(capsys, tmp_path):
+    out = tmp_path / "app-memory.jsonl"
+    app_memory.main(["--requests", "40", "--every", "20", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["variant"], r["requests"]) for r in rows] == [
+        (v, n) for v in app_memory.VARIANTS for n in (0, 20, 40)]
+    assert all(r["kind"] == "app-memory" and r["rss_mib"] > 0 for r in rows)
+    assert re.search(r"^\| 40 \| [0-9.]+ \| [0-9.]+ \| [+-][0-9.]+ \|$", capsys.readouterr().out, re.M)
 
 
 def test_the_otel_defaults_reference_really_has_the_default_shape(tmp_path, postgres_admin_url):
