@@ -22,7 +22,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth.models import Role  # noqa: E402
 from benchmarks.gateway_capacity import record  # noqa: E402
+from benchmarks.plot_capacity import memory_table  # noqa: E402
 from tests.support.app_process import AppProcess, free_port  # noqa: E402
 from tests.support.databases import migrated_with_keys  # noqa: E402
 from tests.support.factories import review_body  # noqa: E402
@@ -66,7 +67,7 @@ def run_variant(variant: str, requests: int, every: int, work: Path) -> list[Sam
                 if n % every == 0:
                     samples.append(Sample(variant, n, round(app.rss_bytes() / 2**20, 1),
                                           round(time.monotonic() - start, 1)))
-                    print(json.dumps(samples[-1].__dict__), file=sys.stderr, flush=True)
+                    print(json.dumps(asdict(samples[-1])), file=sys.stderr, flush=True)
                 if n == requests:
                     break
                 if n % SUBMIT_EVERY == 0:
@@ -82,18 +83,6 @@ def run_variant(variant: str, requests: int, every: int, work: Path) -> list[Sam
         if sink:
             sink.stop()
     return samples
-
-
-def table(samples: list[Sample]) -> str:
-    by = {(s.variant, s.requests): s.rss_mib for s in samples}
-    counts = sorted({s.requests for s in samples})
-    lines = ["| requests | RSS, collector down (MiB) | RSS, receiver listening (MiB) | difference |",
-             "|---|---|---|---|"]
-    for n in counts:
-        down, up = by.get(("collector-down", n)), by.get(("collector-up", n))
-        diff = f"{down - up:+.1f}" if down is not None and up is not None else "-"
-        lines.append(f"| {n} | {down} | {up} | {diff} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             for s in got:
                 record(s, args.out, kind="app-memory", run=run)
             samples += got
-    print(table(samples))
+    print(memory_table([asdict(s) for s in samples]))
 
 
 if __name__ == "__main__":

@@ -389,16 +389,20 @@ def tables(results: Path) -> str:
     if memory.exists():
         rows = [json.loads(line) for line in memory.read_text().splitlines()]
         for run in sorted({r["run"] for r in rows}):
-            rss = {(r["variant"], r["requests"]): r["rss_mib"] for r in rows if r["run"] == run}
-            out.append(f"### app-memory.jsonl, run {run}\n")
-            out.append("| requests | RSS, collector down (MiB) | RSS, receiver listening (MiB) | difference |")
-            out.append("| --- | --- | --- | --- |")
-            for n in sorted({n for _, n in rss}):
-                down, up = rss.get(("collector-down", n)), rss.get(("collector-up", n))
-                diff = f"{down - up:+.1f}" if down is not None and up is not None else "-"
-                out.append(f"| {n:,} | {down if down is not None else '-'} | {up if up is not None else '-'} | {diff} |")
-            out.append("")
+            out += [f"### app-memory.jsonl, run {run}\n", memory_table([r for r in rows if r["run"] == run]), ""]
     return "\n".join(out)
+
+
+def memory_table(rows: list[dict]) -> str:
+    """One run of benchmarks.app_memory: RSS by requests served, both variants side by side."""
+    rss = {(r["variant"], r["requests"]): r["rss_mib"] for r in rows}
+    lines = ["| requests | RSS, collector down (MiB) | RSS, receiver listening (MiB) | difference |",
+             "| --- | --- | --- | --- |"]
+    for n in sorted({n for _, n in rss}):
+        down, up = rss.get(("collector-down", n)), rss.get(("collector-up", n))
+        diff = f"{down - up:+.1f}" if down is not None and up is not None else "-"
+        lines.append(f"| {n:,} | {down if down is not None else '-'} | {up if up is not None else '-'} | {diff} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -25,15 +25,18 @@ reserved_before=
 if [ -w "$reserved" ]; then
   reserved_before=$(cat "$reserved")
   to_reserve=$("$venv/bin/python" -m tests.support.ports)
-  echo "${reserved_before:+$reserved_before,}$to_reserve" >"$reserved"
-  echo "== reserved the tests' fixed ports in the ephemeral range: $to_reserve" >&2
+  if [ -n "$to_reserve" ]; then
+    echo "${reserved_before:+$reserved_before,}$to_reserve" >"$reserved"
+    echo "== reserved the tests' fixed ports in the ephemeral range: $to_reserve" >&2
+  fi
 else
   echo "== cannot write $reserved (not root?): a fixed port may rarely be taken as a source port" >&2
 fi
 
 # The end-to-end tests run the native stack; the compose tests the Compose CLI; tests/kubernetes a
 # kube-apiserver, controller manager, kubectl, etcd and kubeconform; the benchmark smoke tests
-# telemetrygen and vegeta; the SLO rules' drift test Sloth. Each build.sh call is a no-op when cached (cold: docs/benchmarks.md).
+# telemetrygen and vegeta; the SLO rules' drift test Sloth. Each build.sh call is a no-op when
+# cached (cold: docs/benchmarks.md).
 # - The stack and the Compose CLI are built first, in the background while the Docker engine
 #   starts and the twins that need no native binary are built (debootstrap, the Go twin).
 # - The late targets, which only a few tests need, are built at idle CPU priority from the start

@@ -146,20 +146,14 @@ def test_native_ports_shifted_for_tests_do_not_collide_with_the_default_ones():
 def test_the_ha_ports_collide_with_nothing_at_any_offset_the_tests_use():
     """Offsets: 0 (a developer), 100 (e2e), 200 (page benchmark), 300 (tests/ha)."""
     from stack import ha
-    from stack.services import APP_PORT, PG_PORT, PORTS, REDIS_PORT
+    from stack.services import PORTS
+    from tests.support.ports import NATIVE_OFFSETS, native_port_list
 
-    def all_ports(offset: int) -> list[int]:
-        out = [p + offset for p in (*PORTS.values(), PG_PORT, REDIS_PORT, APP_PORT)]
-        out += [p for i in range(ha.MAX_GATEWAYS) for p in ha.gateway_ports(i, offset).values()]
+    for offset in NATIVE_OFFSETS:
         # Replica 0 and the first Alertmanager are the single stack's (same port on purpose).
         assert ha.prometheus_port(0, offset) == PORTS["prometheus"] + offset
         assert ha.alertmanager_ports(0, offset)[0] == PORTS["alertmanager"] + offset
-        out += [ha.prometheus_port(r, offset) for r in range(1, ha.PROMETHEUS_REPLICAS)]
-        out += [ha.alertmanager_ports(i, offset)[1] for i in range(ha.ALERTMANAGERS)]
-        out += [ha.alertmanager_ports(i, offset)[0] for i in range(1, ha.ALERTMANAGERS)]
-        return out
-
-    everything = [p for offset in (0, 100, 200, 300) for p in all_ports(offset)]
+    everything = [p for offset in NATIVE_OFFSETS for p in native_port_list(offset)]
     assert len(everything) == len(set(everything)), sorted(p for p in everything if everything.count(p) > 1)
 
 

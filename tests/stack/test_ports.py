@@ -7,7 +7,7 @@ from tests.support import ports
 
 def test_the_benchmarks_blocks_collide_with_no_stack_and_with_each_other():
     blocks = ports.benchmark_ports()
-    others = ports.test_service_ports()
+    others = ports.database_ports()
     for offset in ports.NATIVE_OFFSETS:
         others |= ports.native_ports(offset)
     for prefix in ports.COMPOSE_PREFIXES:

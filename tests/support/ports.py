@@ -27,12 +27,19 @@ COMPOSE_PREFIXES = ("2", "3")
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
-def native_ports(offset: int) -> set[int]:
-    out = {p + offset for p in (*PORTS.values(), PG_PORT, REDIS_PORT, APP_PORT)}
-    out |= {p for i in range(ha.MAX_GATEWAYS) for p in ha.gateway_ports(i, offset).values()}
-    out |= {ha.prometheus_port(r, offset) for r in range(ha.PROMETHEUS_REPLICAS)}
-    out |= {p for i in range(ha.ALERTMANAGERS) for p in ha.alertmanager_ports(i, offset)}
+def native_port_list(offset: int) -> list[int]:
+    """Every port of a native stack (single and HA shape) at this offset, each once: Prometheus
+    replica 0 and the first Alertmanager are the single stack's own (the same port on purpose)."""
+    out = [p + offset for p in (*PORTS.values(), PG_PORT, REDIS_PORT, APP_PORT)]
+    out += [p for i in range(ha.MAX_GATEWAYS) for p in ha.gateway_ports(i, offset).values()]
+    out += [ha.prometheus_port(r, offset) for r in range(1, ha.PROMETHEUS_REPLICAS)]
+    out += [ha.alertmanager_ports(i, offset)[1] for i in range(ha.ALERTMANAGERS)]
+    out += [ha.alertmanager_ports(i, offset)[0] for i in range(1, ha.ALERTMANAGERS)]
     return out
+
+
+def native_ports(offset: int) -> set[int]:
+    return set(native_port_list(offset))
 
 
 def compose_ports(prefix: str) -> set[int]:
@@ -41,7 +48,7 @@ def compose_ports(prefix: str) -> set[int]:
     return {int(prefix + str(p)[1:]) for p in COMPOSE_PORTS.values()}
 
 
-def test_service_ports() -> set[int]:
+def database_ports() -> set[int]:
     """scripts/test-services.sh's PostgreSQL and Redis (its defaults, or what the env moves them to)."""
     return {int(os.environ.get("HITL_TEST_PG_PORT", 55432)), int(os.environ.get("HITL_TEST_REDIS_PORT", 56379))}
 
@@ -56,7 +63,7 @@ def benchmark_ports() -> dict[str, set[int]]:
 
 
 def fixed_ports() -> set[int]:
-    out = test_service_ports().union(*benchmark_ports().values())
+    out = database_ports().union(*benchmark_ports().values())
     for offset in NATIVE_OFFSETS:
         out |= native_ports(offset)
     for prefix in COMPOSE_PREFIXES:
