@@ -23,7 +23,8 @@ WAITING_REVIEWS = tuple(CONFIG["dashboards"]["waiting_reviews"])
 OLDEST_WAITING_REVIEW_SECONDS = tuple(CONFIG["dashboards"]["oldest_waiting_review_seconds"])
 FAILED_ACTION_RATIO = tuple(CONFIG["dashboards"]["failed_action_ratio"])
 
-# Multi-window multi-burn-rate thresholds of the Google SRE workbook (issue 4): a burn rate of
+# Multi-window multi-burn-rate thresholds of the Google SRE workbook
+# (https://sre.google/workbook/alerting-on-slos/): a burn rate of
 # 14.4 over 1h spends 2% of a 30-day budget, 6 over 6h 5%, 3 over 1d 10%, 1 over 3d 10%.
 BURN_RATE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 BURN_RATE_PAGE_FAST = CONFIG["burn_rates"]["page_fast"]

@@ -22,7 +22,7 @@ SEVERITIES = {"critical", "warning", "info", "none"}  # none: the Watchdog only
 RUNBOOK_SECTIONS = ("## What it means for users", "## First checks", "## Likely causes",
                     "## Mitigation", "## Escalation")
 
-# The plan's and the alerts: severity and `for` (ServiceDown: the availability rule,
+# The required alerts: severity and `for` (ServiceDown: the availability rule,
 # then the no-telemetry rule, whose expression already spans a minute).
 REQUIRED = {
     "HighErrorRate": ("critical", "5m"), "HighLatency": ("critical", "5m"),

@@ -1,6 +1,6 @@
 """The SLO rules are generated from slo/specs by the pinned Sloth (scripts/generate-slo-rules.sh)
 and committed: regenerating them must give the committed files byte for byte, and they must
-carry the SLOs of the plan with the burn-rate windows of the SRE workbook."""
+carry the service's three SLOs with the burn-rate windows of the SRE workbook."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.alerting.rules import REPO, RULES_DIR
 
 SCRIPT = REPO / "scripts" / "generate-slo-rules.sh"
 
-# name -> (period, objective, period in days); the plan's three SLOs.
+# name -> (period, objective, period in days) of the three SLOs.
 SLOS = {"availability": ("30d", 0.999, 30), "latency": ("7d", 0.95, 7), "error-rate": ("1d", 0.999, 1)}
 # Burn-rate factor per window, long and short, of the page and the ticket (SRE workbook).
 PAGE = {"1h": 14.4, "5m": 14.4, "6h": 6.0, "30m": 6.0}
