@@ -51,9 +51,9 @@ from app.auth.models import Role  # noqa: E402
 from benchmarks import gateway_capacity as gw  # noqa: E402
 from benchmarks import plot_capacity  # noqa: E402
 from stack import process  # noqa: E402
-from tests.support.app_process import AppProcess  # noqa: E402
-from tests.support.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
-from tests.support.factories import decision_body, review_body  # noqa: E402
+from harness.app_process import AppProcess  # noqa: E402
+from harness.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
+from harness.factories import decision_body, review_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MIX = [("list", 6), ("get", 6), ("submit", 3), ("decide", 3), ("stats", 2)]
