@@ -27,15 +27,13 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.auth.models import Role  # noqa: E402
-from benchmarks.gateway_capacity import record  # noqa: E402
-from benchmarks.plot_capacity import memory_table  # noqa: E402
-from harness.app_process import AppProcess, free_port  # noqa: E402
-from harness.databases import migrated_with_keys  # noqa: E402
-from harness.factories import review_body  # noqa: E402
-from harness.otlp_sink import OtlpSink  # noqa: E402
+from app.auth.models import Role
+from benchmarks.common import record
+from benchmarks.plot_capacity import memory_table
+from harness.app_process import AppProcess, free_port
+from harness.databases import migrated_with_keys
+from harness.factories import review_body
+from harness.otlp_sink import OtlpSink
 
 VARIANTS = ("collector-down", "collector-up")
 SUBMIT_EVERY = 10  # one submit in ten requests, the rest lists

@@ -22,14 +22,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.compose_stack import REPO, bring_up, engine_env  # noqa: E402
+from harness.compose_stack import REPO, bring_up, engine_env
 
 
 def main() -> int:
