@@ -45,20 +45,17 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.auth.models import Role  # noqa: E402
-from benchmarks import gateway_capacity as gw  # noqa: E402
-from benchmarks import plot_capacity  # noqa: E402
-from stack import process  # noqa: E402
-from tests.support.app_process import AppProcess  # noqa: E402
-from tests.support.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
-from tests.support.factories import decision_body, review_body  # noqa: E402
+from app.auth.models import Role
+from benchmarks import common, plot_capacity
+from harness.app_process import AppProcess
+from harness.databases import fresh_postgres_database, migrated_with_keys
+from harness.factories import decision_body, review_body
+from stack import process
 
 REPO = Path(__file__).resolve().parents[1]
 MIX = [("list", 6), ("get", 6), ("submit", 3), ("decide", 3), ("stats", 2)]
 SLO_P95_SECONDS = 0.5
-VL_PORT = gw.BASE + 28  # 21028, inside the gateway benchmark's port block
+VL_PORT = common.BASE + 28  # 21028, inside the gateway benchmark's port block
 
 
 @dataclass
@@ -108,7 +105,7 @@ class Measurement:
         if not bounded:
             env["APP_MAX_IN_FLIGHT"] = "0"  # no admission control (app/admission.py)
         if telemetry:
-            env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{gw.HOST}:{gw.PORTS['otlp_grpc']}",
+            env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{common.HOST}:{common.PORTS['otlp_grpc']}",
                     "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "hitl-review",
                     "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=bench"}
         else:
@@ -172,20 +169,20 @@ class Measurement:
 class AppBench:
     def __init__(self, database_url: str, redis_url: str, work: Path):
         self.database_url, self.redis_url, self.work = database_url, redis_url, work
-        self.bins = gw.binaries("otelcol-hitl", "jaeger", "victoria-logs", "vegeta")
-        self.pipeline = gw.Bench(self.bins, work)
+        self.bins = common.binaries("otelcol-hitl", "jaeger", "victoria-logs", "vegeta")
+        self.pipeline = common.Pipeline(self.bins, work, common.PORTS)
         self.victorialogs: subprocess.Popen | None = None
         self.collector: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.pipeline.start_jaeger()
         self.victorialogs = subprocess.Popen(
-            [self.bins["victoria-logs"], f"-httpListenAddr={gw.HOST}:{VL_PORT}",
+            [self.bins["victoria-logs"], f"-httpListenAddr={common.HOST}:{VL_PORT}",
              f"-storageDataPath={self.work / 'victorialogs'}", "-loggerLevel=WARN"],
             stdout=open(self.work / "victorialogs.log", "w"), stderr=subprocess.STDOUT)
-        gw.wait_http(f"http://{gw.HOST}:{VL_PORT}/health")
+        common.wait_http(f"http://{common.HOST}:{VL_PORT}/health")
         self.collector = self.pipeline.start_collector("full", {
-            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{gw.HOST}:{VL_PORT}/insert/opentelemetry/v1/logs"})
+            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{common.HOST}:{VL_PORT}/insert/opentelemetry/v1/logs"})
 
     def measure(self, variant: str, rate: float, seconds: float, warmup: float = 3.0) -> Step:
         on_off, processes, *flags = variant.split("-")
@@ -202,17 +199,17 @@ class AppBench:
             warm.write_text("\n".join(lines[:cut]) + "\n")
             measured.write_text("\n".join(lines[cut:]) + "\n")
             m.attack(warm, warmup)
-            cpu0 = [gw.cpu_seconds(a.proc.pid) for a in m.apps]
-            col0 = gw.cpu_seconds(self.collector.pid)
-            metrics = f"http://{gw.HOST}:{gw.PORTS['telemetry']}/metrics"
-            spans0 = gw.counters(metrics).get("otelcol_receiver_accepted_spans", 0.0)
+            cpu0 = [common.cpu_seconds(a.proc.pid) for a in m.apps]
+            col0 = common.cpu_seconds(self.collector.pid)
+            metrics = f"http://{common.HOST}:{common.PORTS['telemetry']}/metrics"
+            spans0 = common.counters(metrics).get("otelcol_receiver_accepted_spans", 0.0)
             t0 = time.monotonic()
             report = m.attack(measured, seconds)
             wall = time.monotonic() - t0
-            app_cpu = sum(gw.cpu_seconds(a.proc.pid) for a in m.apps) - sum(cpu0)
-            col_cpu = gw.cpu_seconds(self.collector.pid) - col0
+            app_cpu = sum(common.cpu_seconds(a.proc.pid) for a in m.apps) - sum(cpu0)
+            col_cpu = common.cpu_seconds(self.collector.pid) - col0
             time.sleep(1.5)  # the apps' span batches (1 s) reach the collector
-            spans = gw.counters(metrics).get("otelcol_receiver_accepted_spans", 0.0) - spans0
+            spans = common.counters(metrics).get("otelcol_receiver_accepted_spans", 0.0) - spans0
         finally:
             m.close()
         codes = {str(k): v for k, v in report.get("status_codes", {}).items()}
@@ -266,7 +263,7 @@ def main(argv: list[str] | None = None) -> list[Step]:
             for variant in (variants if i % 2 == 0 else variants[::-1]):
                 row = bench.measure(variant, rate, args.seconds, args.warmup)
                 rows.append(row)
-                gw.record(row, args.out, run=run)
+                common.record(row, args.out, run=run)
     finally:
         bench.stop()
         shutil.rmtree(work, ignore_errors=True)

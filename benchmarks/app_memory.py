@@ -10,7 +10,7 @@ resident set sampled every --every requests.
     python -m benchmarks.app_memory [--requests 30000] [--every 2000] [--variant V] [--out docs/capacity/app-memory.jsonl]
 
 Variants: `collector-down` (the endpoint is a port nobody listens on) and `collector-up` (a real
-OTLP/gRPC receiver there, tests/support/otlp_sink.py, in this process: its memory is not the app's).
+OTLP/gRPC receiver there, harness/otlp_sink.py, in this process: its memory is not the app's).
 The telemetry settings are the service's own (no shortened export intervals). Results: a JSON line
 per sample on stdout (and appended to --out), then a table of both variants side by side.
 """
@@ -27,15 +27,13 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.auth.models import Role  # noqa: E402
-from benchmarks.gateway_capacity import record  # noqa: E402
-from benchmarks.plot_capacity import memory_table  # noqa: E402
-from tests.support.app_process import AppProcess, free_port  # noqa: E402
-from tests.support.databases import migrated_with_keys  # noqa: E402
-from tests.support.factories import review_body  # noqa: E402
-from tests.support.otlp_sink import OtlpSink  # noqa: E402
+from app.auth.models import Role
+from benchmarks.common import record
+from benchmarks.plot_capacity import memory_table
+from harness.app_process import AppProcess, free_port
+from harness.databases import migrated_with_keys
+from harness.factories import review_body
+from harness.otlp_sink import OtlpSink
 
 VARIANTS = ("collector-down", "collector-up")
 SUBMIT_EVERY = 10  # one submit in ten requests, the rest lists

@@ -45,13 +45,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import gateway_capacity as gw  # noqa: E402
-from stack import process  # noqa: E402
+from benchmarks import common
+from stack import process
 
 REPO = Path(__file__).resolve().parents[1]
-PORTS = gw.ports_at(21100)  # apart from the other capacity benchmarks' block (21000-21099)
+PORTS = common.ports_at(21100)  # apart from the other capacity benchmarks' block (21000-21099)
 PROMETHEUS_PORT = 21190
 STATUSES = [200, 404, 201, 500, 409, 503, 401, 422]
 SPAN_METRIC = re.compile(r"^traces_span_metrics_\w+[{ ]")
@@ -136,26 +134,26 @@ def exporter_scrape() -> dict:
 class CardinalityBench:
     def __init__(self, work: Path, limit: int):
         self.work, self.limit = work, limit
-        self.bins = gw.binaries("otelcol-hitl", "jaeger", "prometheus")
-        self.pipeline = gw.Bench(self.bins, work, ports=PORTS)
+        self.bins = common.binaries("otelcol-hitl", "jaeger", "prometheus")
+        self.pipeline = common.Pipeline(self.bins, work, PORTS)
         self.scrape = exporter_scrape()
 
     def start_prometheus(self, data: Path) -> subprocess.Popen:
         config = self.work / "prometheus.yml"
-        job = dict(self.scrape["job"], static_configs=[{"targets": [f"{gw.HOST}:{PORTS['prometheus']}"]}])
+        job = dict(self.scrape["job"], static_configs=[{"targets": [f"{common.HOST}:{PORTS['prometheus']}"]}])
         config.write_text(yaml.safe_dump({
             "global": {k: v for k, v in self.scrape["global"].items() if k != "external_labels"},
             "rule_files": [str(REPO / "prometheus" / "rules" / "*.yml")],
             "scrape_configs": [job]}))
         proc = subprocess.Popen([self.bins["prometheus"], f"--config.file={config}", f"--storage.tsdb.path={data}",
-                                 f"--web.listen-address={gw.HOST}:{PROMETHEUS_PORT}", "--enable-feature=exemplar-storage",
+                                 f"--web.listen-address={common.HOST}:{PROMETHEUS_PORT}", "--enable-feature=exemplar-storage",
                                  "--log.level=warn"],
                                 stdout=open(self.work / "prometheus.log", "a"), stderr=subprocess.STDOUT)
-        gw.wait_http(f"http://{gw.HOST}:{PROMETHEUS_PORT}/-/ready")
+        common.wait_http(f"http://{common.HOST}:{PROMETHEUS_PORT}/-/ready")
         return proc
 
     def query(self, expr: str) -> float:
-        url = f"http://{gw.HOST}:{PROMETHEUS_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        url = f"http://{common.HOST}:{PROMETHEUS_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         result = json.loads(get_text(url))["data"]["result"]
         return float(result[0]["value"][1]) if result else 0.0
 
@@ -167,8 +165,8 @@ class CardinalityBench:
         data = self.work / "prometheus-data"
         shutil.rmtree(data, ignore_errors=True)
         prometheus = self.start_prometheus(data)
-        prom_metrics = f"http://{gw.HOST}:{PROMETHEUS_PORT}/metrics"
-        traces = f"http://{gw.HOST}:{PORTS['otlp_http']}/v1/traces"
+        prom_metrics = f"http://{common.HOST}:{PROMETHEUS_PORT}/metrics"
+        traces = f"http://{common.HOST}:{PORTS['otlp_http']}/v1/traces"
         sent = 0
         try:
             deadline = time.monotonic() + seconds
@@ -183,15 +181,15 @@ class CardinalityBench:
                 if window_start is None and time.monotonic() > deadline - seconds / 2:
                     text = get_text(prom_metrics)
                     window_start = (time.monotonic(), sample(text, "prometheus_tsdb_head_samples_appended_total"),
-                                    gw.cpu_seconds(prometheus.pid))
+                                    common.cpu_seconds(prometheus.pid))
                 time.sleep(max(0.0, every - (time.monotonic() - started)))
             time.sleep(2 * every + 1)  # a last flush of the connector and a scrape of it
             text = get_text(prom_metrics)
-            t1, cpu1 = time.monotonic(), gw.cpu_seconds(prometheus.pid)
+            t1, cpu1 = time.monotonic(), common.cpu_seconds(prometheus.pid)
             t0, samples0, cpu0 = window_start or (t1, 0.0, cpu1)
-            exposition = get_text(f"http://{gw.HOST}:{PORTS['prometheus']}/metrics").splitlines()
+            exposition = get_text(f"http://{common.HOST}:{PORTS['prometheus']}/metrics").splitlines()
             series = [line for line in exposition if SPAN_METRIC.match(line)]
-            telemetry = get_text(f"http://{gw.HOST}:{PORTS['telemetry']}/metrics")
+            telemetry = get_text(f"http://{common.HOST}:{PORTS['telemetry']}/metrics")
             span_series = self.query('count({__name__=~"traces_span_metrics_.+"})')
             return Row(
                 routes=routes, statuses=statuses, instances=instances, combinations=routes * statuses * instances,
@@ -199,13 +197,13 @@ class CardinalityBench:
                 overflow_series=sum('otel_metric_overflow="true"' in line for line in series),
                 prometheus_head_series=int(sample(text, "prometheus_tsdb_head_series")),
                 prometheus_span_series=int(span_series),
-                prometheus_rss_mib=round(gw.rss_mib(prometheus.pid), 1),
+                prometheus_rss_mib=round(common.rss_mib(prometheus.pid), 1),
                 prometheus_heap_mib=round(sample(text, "go_memstats_heap_inuse_bytes") / 2**20, 1),
                 prometheus_samples_per_s=round(
                     (sample(text, "prometheus_tsdb_head_samples_appended_total") - samples0) / (t1 - t0), 1)
                 if t1 > t0 else 0.0,
                 prometheus_cpu_cores=round((cpu1 - cpu0) / (t1 - t0), 3) if t1 > t0 else 0.0,
-                collector_rss_mib=round(gw.rss_mib(collector.pid), 1),
+                collector_rss_mib=round(common.rss_mib(collector.pid), 1),
                 collector_heap_mib=round(sample(telemetry, "otelcol_process_runtime_heap_alloc_bytes") / 2**20, 1))
         finally:
             process.terminate(prometheus, 30)
@@ -245,7 +243,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for routes, statuses, instances in steps:
             row = bench.measure(routes, statuses, instances, args.seconds)
             rows.append(row)
-            gw.record(row, args.out, kind="cardinality", run=run)
+            common.record(row, args.out, kind="cardinality", run=run)
     finally:
         bench.pipeline.stop()
         shutil.rmtree(work, ignore_errors=True)

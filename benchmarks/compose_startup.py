@@ -6,7 +6,7 @@
 cache, no Go module cache inside the builds): measures the image twins (debootstrap included),
 `docker compose build` of the app and collector images from nothing, and the first
 `docker compose up --wait`. Then, and without --cold on the usual engine: `warm-rounds` times
-`down` + `up --wait` with everything built. The stack is the tests' (tests/support/compose_stack.py:
+`down` + `up --wait` with everything built. The stack is the tests' (harness/compose_stack.py:
 compose.yaml + the test overlay, every service but Grafana and the simulator). Prints one line
 per step; results go to docs/benchmarks.md by hand, with the machine.
 
@@ -22,14 +22,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.support.compose_stack import REPO, bring_up, engine_env  # noqa: E402
+from harness.compose_stack import REPO, bring_up, engine_env
 
 
 def main() -> int:

@@ -17,19 +17,15 @@ import argparse
 import os
 import secrets
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.auth.models import Role  # noqa: E402
-from app.auth.service import create_key  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db import Database  # noqa: E402
+from app.auth.models import Role
+from app.auth.service import create_key
+from app.config import Settings
+from app.db import Database
 
 ROUTE = "/api/v1/admin/faults"
 SERIES = (f'traces_span_metrics_calls_total{{service_name="hitl-review", span_kind="SPAN_KIND_SERVER", '

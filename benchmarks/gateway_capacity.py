@@ -35,38 +35,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import plot_capacity  # noqa: E402
-from stack import process  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-BASE = 21000  # ports of this benchmark: 21000-21099, apart from every stack's and below the
-# kernel's ephemeral range (a client's source port once took 47020 from a fixed block up there)
-OFFSETS = {"otlp_grpc": 17, "otlp_http": 18, "otlp_auth_grpc": 19, "otlp_auth_http": 20, "prometheus": 89,
-           "telemetry": 88, "health": 33, "zpages": 79, "jaeger_otlp_grpc": 57, "jaeger_otlp_http": 58,
-           "jaeger_query_http": 86, "jaeger_query_grpc": 85, "jaeger_health": 34, "jaeger_metrics": 69}
-
-
-def ports_at(base: int) -> dict[str, int]:
-    """The collector's and Jaeger's ports in the block of 100 starting at `base`."""
-    return {name: base + offset for name, offset in OFFSETS.items()}
-
-
-PORTS = ports_at(BASE)
-TICKS = os.sysconf("SC_CLK_TCK")
+from benchmarks import plot_capacity
+from benchmarks.common import HOST, PORTS, Pipeline, binaries, counters, cpu_seconds, pinned, record, rss_mib
+from stack import process
 
 # This service's spans, at their real sizes: a decision's server span and its UPDATE.
 SQL = ("UPDATE reviews SET status=%(status)s::reviewstatus, decided_at=%(decided_at)s::TIMESTAMP WITH TIME ZONE, "
@@ -105,69 +84,6 @@ class Measurement:
     @property
     def clean(self) -> bool:
         return plot_capacity.gateway_ok(asdict(self))
-
-
-def binaries(*names: str) -> dict[str, str]:
-    """Builds (or finds cached) stack/build.sh targets: name -> path of the binary."""
-    names = names or ("otelcol-hitl", "jaeger", "telemetrygen")
-    subprocess.run(["bash", "stack/build.sh", *names], cwd=REPO, check=True)
-    out = subprocess.run(["bash", "stack/build.sh", "--paths", *names], cwd=REPO, check=True,
-                         capture_output=True, text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def record(row, out: Path | None, **fields) -> None:
-    """One measurement: a JSON line on stdout and, with --out, appended to the results file
-    (with `fields` first: the kind of row, the run's start time)."""
-    print(json.dumps(asdict(row)), flush=True)
-    if out:
-        with out.open("a") as f:
-            f.write(json.dumps({**fields, **asdict(row)}) + "\n")
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([0-9.eE+-]+|NaN)")
-
-
-def counters(url: str) -> dict[str, float]:
-    """Each otelcol_* sample of the collector's own metrics, keyed `name` (summed over its labels)
-    and `name{exporter}` for per-exporter series."""
-    with urllib.request.urlopen(url, timeout=5) as r:
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = METRIC.match(line)
-        if not (m and m[1].startswith("otelcol_") and m[3] != "NaN"):
-            continue
-        out[m[1]] = out.get(m[1], 0.0) + float(m[3])
-        exporter = re.search(r'exporter="([^"]+)"', m[2] or "")
-        if exporter:
-            key = f"{m[1]}{{{exporter[1]}}}"
-            out[key] = out.get(key, 0.0) + float(m[3])
-    return out
 
 
 def passthrough_config(path: Path, ports: dict[str, int]) -> None:
@@ -217,115 +133,19 @@ STAGE_VARIANTS = {
 }
 
 
-def sink_config(path: Path, ports: dict[str, int]) -> None:
-    """--alone: the next hop, on Jaeger's addresses, that only counts what it receives."""
-    path.write_text(f"""# benchmarks/gateway_capacity.py --alone: a sink in Jaeger's place.
-extensions:
-  health_check: {{endpoint: "{HOST}:{ports['jaeger_health']}", path: /status}}
-receivers:
-  otlp:
-    protocols:
-      http: {{endpoint: "{HOST}:{ports['jaeger_otlp_http']}"}}
-exporters:
-  debug: {{verbosity: basic}}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces: {{receivers: [otlp], exporters: [debug]}}
-  telemetry:
-    logs: {{level: warn}}
-    metrics:
-      readers:
-        - pull: {{exporter: {{prometheus: {{host: "{HOST}", port: {ports['jaeger_metrics']}}}}}}}
-""")
+class GatewayBench(Pipeline):
+    """The pipeline with this benchmark's collector variants, under telemetrygen's load."""
 
-
-def pinned(cpus: set[int] | None):
-    """A preexec_fn that keeps the child on these CPUs (None: wherever the kernel puts it)."""
-    if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
-class Bench:
-    def __init__(self, bins: dict[str, str], work: Path, alone: bool = False, ports: dict[str, int] | None = None):
-        self.bins, self.work, self.ports = bins, work, ports or PORTS
-        self.jaeger: subprocess.Popen | None = None
-        # --alone: the measured collector gets CPU 1, everything else CPU 0.
-        self.alone = alone and len(os.sched_getaffinity(0)) >= 2
-        self.collector_cpus = {1} if self.alone else None
-        self.other_cpus = {0} if self.alone else None
-
-    def env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-
-    def start_jaeger(self) -> None:
-        data = self.work / "jaeger"
-        env = self.env() | {
-            "JAEGER_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_grpc']}",
-            "JAEGER_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_otlp_http']}",
-            "JAEGER_QUERY_HTTP_ENDPOINT": f"{HOST}:{self.ports['jaeger_query_http']}",
-            "JAEGER_QUERY_GRPC_ENDPOINT": f"{HOST}:{self.ports['jaeger_query_grpc']}",
-            "JAEGER_HEALTH_ENDPOINT": f"{HOST}:{self.ports['jaeger_health']}",
-            "JAEGER_TELEMETRY_HOST": HOST, "JAEGER_METRICS_PORT": str(self.ports["jaeger_metrics"]),
-            "JAEGER_BADGER_DIR": str(data), "JAEGER_LOG_LEVEL": "warn",
-        }
-        log = open(self.work / "jaeger.log", "w")
-        if self.alone:
-            config = self.work / "sink.yaml"
-            sink_config(config, self.ports)
-            argv = [self.bins["otelcol-hitl"], f"--config=file:{config}"]
-        else:
-            argv = [self.bins["jaeger"], f"--config=file:{REPO / 'jaeger' / 'config.yaml'}"]
-        self.jaeger = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       preexec_fn=pinned(self.other_cpus))
-        wait_http(f"http://{HOST}:{self.ports['jaeger_health']}/status")
-
-    def start_collector(self, variant: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        storage = self.work / "file_storage"
-        shutil.rmtree(storage, ignore_errors=True)
-        storage.mkdir()
-        token = self.work / "ingest-tokens"
-        token.write_text("bench-token-not-a-secret\n")
-        if variant == "full" or variant in STAGE_VARIANTS:
-            argv = [self.bins["otelcol-hitl"], f"--config=file:{REPO / 'otel-collector' / 'config.yaml'}"]
-            if variant in STAGE_VARIANTS:
-                override = self.work / f"{variant}.yaml"
-                override.write_text(json.dumps(STAGE_VARIANTS[variant]))
-                argv.append(f"--config=file:{override}")
-        else:
-            config = self.work / "passthrough.yaml"
-            passthrough_config(config, self.ports)
-            argv = [self.bins["otelcol-hitl"], f"--config=file:{config}"]
-        env = self.env() | {
-            "OTELCOL_INSTANCE_ID": f"bench-{variant}",
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_grpc']}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_http']}",
-            "OTELCOL_OTLP_AUTH_GRPC_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_grpc']}",
-            "OTELCOL_OTLP_AUTH_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_auth_http']}",
-            "OTELCOL_PROMETHEUS_ENDPOINT": f"{HOST}:{self.ports['prometheus']}",
-            "OTELCOL_TELEMETRY_HOST": HOST, "OTELCOL_TELEMETRY_PORT": str(self.ports["telemetry"]),
-            "OTELCOL_HEALTH_ENDPOINT": f"{HOST}:{self.ports['health']}",
-            "OTELCOL_ZPAGES_ENDPOINT": f"{HOST}:{self.ports['zpages']}",
-            "OTELCOL_STORAGE_DIR": str(storage), "OTELCOL_INGEST_TOKEN_FILE": str(token),
-            "OTELCOL_JAEGER_OTLP_TRACES_ENDPOINT": f"http://{HOST}:{self.ports['jaeger_otlp_http']}/v1/traces",
-            # No logs are sent; the logs exporter points nowhere in particular.
-            "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{HOST}:9/insert/opentelemetry/v1/logs",
-            "OTELCOL_LOG_LEVEL": "warn",
-        } | (extra_env or {})
-        log = open(self.work / f"collector-{variant}.log", "a")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=pinned(self.collector_cpus))
-        try:
-            wait_http(f"http://{HOST}:{self.ports['health']}/")
-            wait_http(f"http://{HOST}:{self.ports['telemetry']}/metrics")
-        except OSError:
-            process.terminate(proc, 10)
-            raise RuntimeError(f"the collector did not start; its log ends:\n{Path(log.name).read_text()[-2000:]}")
-        if proc.poll() is not None:  # another process answers on its ports
-            raise RuntimeError(f"the collector exited ({proc.returncode}); its log ends:\n"
-                               f"{Path(log.name).read_text()[-2000:]}")
-        return proc
+    def collector_argv(self, variant: str) -> list[str]:
+        if variant == "full":
+            return super().collector_argv(variant)
+        if variant in STAGE_VARIANTS:
+            override = self.work / f"{variant}.yaml"
+            override.write_text(json.dumps(STAGE_VARIANTS[variant]))
+            return [*super().collector_argv(variant), f"--config=file:{override}"]
+        config = self.work / "passthrough.yaml"
+        passthrough_config(config, self.ports)
+        return [self.bins["otelcol-hitl"], f"--config=file:{config}"]
 
     def load(self, rate: float, seconds: float, child_spans: int) -> subprocess.Popen:
         # Each worker waits on its own limiter (burst 1) before every span, and every late wake-up
@@ -379,11 +199,6 @@ class Bench:
         finally:
             process.terminate(proc, 30)
 
-    def stop(self) -> None:
-        if self.jaeger:
-            self.jaeger.terminate()
-            self.jaeger.wait(30)
-
 
 def knee(rows: list[Measurement], variant: str) -> float | None:
     return plot_capacity.knee((r.offered_spans_per_s, r.clean) for r in rows if r.variant == variant)
@@ -405,7 +220,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     variants = args.variants.split(",")
 
     work = Path(tempfile.mkdtemp(prefix="hitl-gateway-bench-"))
-    bench = Bench(binaries(), work, alone=args.alone)
+    bench = GatewayBench(binaries(), work, PORTS, alone=args.alone)
     rows: list[Measurement] = []
     run = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     kind = "alone" if bench.alone else "step"

@@ -32,14 +32,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import gateway_capacity as gw  # noqa: E402
-from stack import process  # noqa: E402
-from stack.services import victorialogs_flags  # noqa: E402
+from benchmarks import common
+from stack import process
+from stack.services import victorialogs_flags
 
 REPO = Path(__file__).resolve().parents[1]
-PORTS = gw.ports_at(21200)  # apart from the other capacity benchmarks' blocks
+PORTS = common.ports_at(21200)  # apart from the other capacity benchmarks' blocks
 VL_PORT = 21228
 # One of this service's log records (app/reviews/service.py "decision recorded"), as the OTel
 # logging handler exports it: its code location and the request's ids.
@@ -72,7 +70,7 @@ class Measurement:
 
 
 def rows_ingested(port: int) -> float:
-    with urllib.request.urlopen(f"http://{gw.HOST}:{port}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://{common.HOST}:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     return sum(float(m[1]) for m in re.finditer(r"^vl_rows_ingested_total(?:\{[^}]*\})? ([0-9.eE+-]+)", text, re.M))
 
@@ -80,29 +78,29 @@ def rows_ingested(port: int) -> float:
 class LogsBench:
     def __init__(self, work: Path):
         self.work = work
-        self.bins = gw.binaries("otelcol-hitl", "victoria-logs", "telemetrygen")
-        self.pipeline = gw.Bench(self.bins, work, ports=PORTS)
+        self.bins = common.binaries("otelcol-hitl", "victoria-logs", "telemetrygen")
+        self.pipeline = common.Pipeline(self.bins, work, PORTS)
 
     def start_victorialogs(self) -> subprocess.Popen:
         data = self.work / "victorialogs"
         shutil.rmtree(data, ignore_errors=True)
-        proc = subprocess.Popen([self.bins["victoria-logs"], f"-httpListenAddr={gw.HOST}:{VL_PORT}",
+        proc = subprocess.Popen([self.bins["victoria-logs"], f"-httpListenAddr={common.HOST}:{VL_PORT}",
                                  f"-storageDataPath={data}", "-loggerLevel=WARN", *victorialogs_flags()],
                                 stdout=open(self.work / "victorialogs.log", "a"), stderr=subprocess.STDOUT)
-        gw.wait_http(f"http://{gw.HOST}:{VL_PORT}/health")
+        common.wait_http(f"http://{common.HOST}:{VL_PORT}/health")
         return proc
 
     def load(self, variant: str, rate: float, seconds: float) -> subprocess.Popen:
-        workers = max(1, math.ceil(rate / 200))  # see gateway_capacity.Bench.load
+        workers = max(1, math.ceil(rate / 200))  # see gateway_capacity.GatewayBench.load
         argv = [self.bins["telemetrygen"], "logs", "--workers", str(workers), "--rate", f"{rate / workers:.3f}",
                 "--duration", f"{seconds:g}s", "--service", "hitl-review", "--body", BODY, "--severity-text", "INFO",
                 "--severity-number", "9", "--trace-id", TRACE_ID, "--span-id", SPAN_ID,
                 "--otlp-attributes", 'deployment.environment.name="bench"']
         if variant == "direct":
-            argv += ["--otlp-http", "--otlp-endpoint", f"{gw.HOST}:{VL_PORT}", "--otlp-insecure",
+            argv += ["--otlp-http", "--otlp-endpoint", f"{common.HOST}:{VL_PORT}", "--otlp-insecure",
                      "--otlp-http-url-path", "/insert/opentelemetry/v1/logs", "--batch", "--batch-size", "200"]
         else:
-            argv += ["--otlp-endpoint", f"{gw.HOST}:{PORTS['otlp_grpc']}", "--otlp-insecure"]
+            argv += ["--otlp-endpoint", f"{common.HOST}:{PORTS['otlp_grpc']}", "--otlp-insecure"]
         for key, value in LOG_ATTRIBUTES.items():
             argv += ["--telemetry-attributes", f"{key}={value}"]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(self.work / "telemetrygen.log", "w"))
@@ -118,10 +116,10 @@ class LogsBench:
         try:
             if variant == "gateway":
                 collector = self.pipeline.start_collector("full", {
-                    "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{gw.HOST}:{VL_PORT}/insert/opentelemetry/v1/logs"})
+                    "OTELCOL_VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://{common.HOST}:{VL_PORT}/insert/opentelemetry/v1/logs"})
             time.sleep(1)
-            rows0, vl0 = rows_ingested(VL_PORT), gw.cpu_seconds(vl.pid)
-            col0 = gw.cpu_seconds(collector.pid) if collector else 0.0
+            rows0, vl0 = rows_ingested(VL_PORT), common.cpu_seconds(vl.pid)
+            col0 = common.cpu_seconds(collector.pid) if collector else 0.0
             gen = self.load(variant, rate, seconds)
             gen.wait(seconds + 60)
             # What is queued reaches the store: wait until the count stops growing.
@@ -129,15 +127,15 @@ class LogsBench:
             while stored != last:
                 time.sleep(2)
                 last, stored = stored, rows_ingested(VL_PORT) - rows0
-            vl_cpu = gw.cpu_seconds(vl.pid) - vl0
-            col_cpu = gw.cpu_seconds(collector.pid) - col0 if collector else 0.0
+            vl_cpu = common.cpu_seconds(vl.pid) - vl0
+            col_cpu = common.cpu_seconds(collector.pid) - col0 if collector else 0.0
             sent = self.generated()
             return Measurement(
                 variant=variant, offered_records_per_s=rate, seconds=seconds,
                 stored_records_per_s=round(stored / seconds, 1), sent_records=sent, lost_records=max(0, int(sent - stored)),
                 victorialogs_cpu_cores=round(vl_cpu / seconds, 3),
                 victorialogs_records_per_cpu_second=round(stored / vl_cpu, 1) if vl_cpu else 0.0,
-                victorialogs_rss_mib=round(gw.rss_mib(vl.pid), 1),
+                victorialogs_rss_mib=round(common.rss_mib(vl.pid), 1),
                 collector_cpu_cores=round(col_cpu / seconds, 3),
                 collector_records_per_cpu_second=round(stored / col_cpu, 1) if col_cpu else 0.0)
         finally:
@@ -165,7 +163,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
             for variant in (variants if i % 2 == 0 else variants[::-1]):
                 row = bench.measure(variant, rate, args.seconds)
                 rows.append(row)
-                gw.record(row, args.out, kind="logs", run=run)
+                common.record(row, args.out, kind="logs", run=run)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

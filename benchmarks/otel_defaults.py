@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import app.main  # noqa: E402
-import app.telemetry as telemetry  # noqa: E402
+import app.main
+import app.telemetry as telemetry
 
 
 def setup_defaults(service_name: str, environment: str) -> telemetry.Telemetry:

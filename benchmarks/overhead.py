@@ -28,12 +28,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.auth.models import Role  # noqa: E402
-from tests.support.databases import fresh_postgres_database, migrated_with_keys  # noqa: E402
-from tests.support.app_process import AppProcess  # noqa: E402
-from tests.support.factories import decision_body, review_body  # noqa: E402
+from app.auth.models import Role
+from harness.app_process import AppProcess, free_port
+from harness.databases import fresh_postgres_database, migrated_with_keys
+from harness.factories import decision_body, review_body
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -79,7 +77,6 @@ service:
 def start_collector(workdir: Path) -> tuple[subprocess.Popen, str]:
     """The project's collector build, receiving OTLP/gRPC and discarding it; (process, endpoint)."""
     from stack.cli import binary_paths, build
-    from tests.support.app_process import free_port
 
     if build(["otelcol-hitl"]) != 0:
         raise SystemExit("building the collector failed")

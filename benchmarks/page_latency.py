@@ -27,11 +27,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from stack.services import HOST, PG_PORT, REDIS_PORT, ports  # noqa: E402
-from tests.support.alert_sink import AlertSink  # noqa: E402
-from tests.support.app_process import AppProcess  # noqa: E402
+from harness.alert_sink import AlertSink
+from harness.app_process import AppProcess
+from stack.services import HOST, PG_PORT, REDIS_PORT, ports
 
 REPO = Path(__file__).resolve().parents[1]
 OFFSET = 200

@@ -12,11 +12,11 @@ from starlette.responses import PlainTextResponse
 
 from app.admission import InFlightLimit
 from app.auth.models import Role
+from harness.app_process import AppProcess
+from harness.databases import fresh_postgres_database, migrated_with_keys
+from harness.otlp_sink import OtlpSink
+from harness.polling import wait_for
 from tests.conftest import make_settings
-from tests.support.app_process import AppProcess
-from tests.support.databases import fresh_postgres_database, migrated_with_keys
-from tests.support.otlp_sink import OtlpSink
-from tests.support.polling import wait_for
 
 SERVER = 2
 

@@ -72,10 +72,10 @@ def test_the_otel_defaults_reference_really_has_the_default_shape(tmp_path, post
     import httpx
 
     from app.auth.models import Role
-    from tests.support.app_process import AppProcess
-    from tests.support.databases import fresh_postgres_database, migrated_with_keys
-    from tests.support.otlp_sink import OtlpSink
-    from tests.support.polling import wait_for
+    from harness.app_process import AppProcess
+    from harness.databases import fresh_postgres_database, migrated_with_keys
+    from harness.otlp_sink import OtlpSink
+    from harness.polling import wait_for
 
     url = fresh_postgres_database(postgres_admin_url)
     token = migrated_with_keys(url, {"bench-viewer": Role.viewer})["bench-viewer"]

@@ -11,10 +11,10 @@ from app.auth.models import Role
 from app.auth.service import create_key
 from app.main import create_app
 from app.migrate import upgrade
+from harness.databases import fresh_postgres_database
+from harness.factories import decision_body, review_body
+from harness.polling import wait_for
 from tests.conftest import make_settings
-from tests.support.databases import fresh_postgres_database
-from tests.support.factories import decision_body, review_body
-from tests.support.polling import wait_for
 from tests.support.tcp_proxy import TcpProxy
 
 BOUND_SECONDS = 8  # connect timeout (2 s) + pool timeout (2 s) + margin

@@ -4,8 +4,8 @@
 import time
 
 from app.health.probe import DatabaseProbe
+from harness.app_process import free_port
 from tests.conftest import make_settings
-from tests.support.app_process import free_port
 
 
 def test_the_probe_answers_on_each_backend(backend):

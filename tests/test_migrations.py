@@ -11,7 +11,7 @@ from app.auth import models as _auth_models  # noqa: F401 - registers the tables
 from app.db import Base, prepare_url
 from app.migrate import alembic_config, upgrade
 from app.reviews import models as _review_models  # noqa: F401
-from tests.support.databases import fresh_postgres_database
+from harness.databases import fresh_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

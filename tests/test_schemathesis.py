@@ -12,7 +12,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from tests.support.factories import review_body
+from harness.factories import review_body
 
 EXAMPLES_PER_OPERATION = 40
 

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from app.auth.models import Role
-from tests.support.app_process import AppProcess
-from tests.support.databases import migrated_with_keys
-from tests.support.otlp_sink import OtlpSink
+from harness.app_process import AppProcess
+from harness.databases import migrated_with_keys
+from harness.otlp_sink import OtlpSink
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.app_process import free_port
-from tests.support.polling import wait_for
+from harness.app_process import free_port
+from harness.polling import wait_for
 
 SECRETS_DIR = "/etc/alertmanager/secrets/"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"

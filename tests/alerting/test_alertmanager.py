@@ -11,9 +11,9 @@ import subprocess
 import pytest
 import yaml
 
+from harness.polling import wait_for
 from tests.alerting.alertmanager_process import SECRET_FILES, SECRETS_DIR, Alertmanager, Receiver
 from tests.alerting.rules import ALERTMANAGER_CONFIG, REPO, alerting_rules
-from tests.support.polling import wait_for
 
 CONFIG = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
 RECEIVER_BY_SEVERITY = {"critical": "pagerduty-critical", "warning": "slack-warnings", "info": "email-info"}

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from app.auth.models import ApiKey
-from tests.support.factories import decision_body, review_body
+from harness.factories import decision_body, review_body
 
 # The roles each route admits besides admin. Every route of the application must be here (the
 # first test reads the application's own route table), so a new route cannot go untested.

@@ -85,7 +85,7 @@ class Loaded:
 @pytest.fixture(scope="session")
 def composecheck() -> str:
     """Path of the loader binary; built (or found in the cache) by stack/build.sh."""
-    from tests.support.compose_stack import tool_path
+    from harness.compose_stack import tool_path
 
     return tool_path("composecheck", "composecheck")
 

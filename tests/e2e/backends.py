@@ -94,7 +94,7 @@ def simulator_edge(*, jaeger_url: str, app_url: str, otlp_endpoint: str, keys: d
     import sys
     from pathlib import Path
 
-    from tests.support.polling import wait_for
+    from harness.polling import wait_for
 
     started = time.time()
     env = {k: v for k, v in base_env.items() if not k.startswith("OTEL_")} | {

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.alert_sink import AlertSink, SmtpSink
+from harness.app_process import AppProcess
 from stack.services import HOST, PG_PORT, REDIS_PORT, TEST_PORT_OFFSET, ports
-from tests.support.alert_sink import AlertSink, SmtpSink
-from tests.support.app_process import AppProcess
 from tests.support.code_host import CodeHostServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ class NativeStack:
 
 
 # The same suite runs against each stack: the native one, and the project's compose.yaml on a
-# real Docker engine (tests/support/compose_stack.py; the differences are listed in
+# real Docker engine (harness/compose_stack.py; the differences are listed in
 # tests/compose/compose.test.yaml). Tests are grouped by stack, one stack up at a time.
 STACKS = ("native", "compose")
 
@@ -98,7 +98,7 @@ def docker_env(stack_kind) -> dict[str, str] | None:
     """The environment that reaches the project's Docker engine (compose stack only)."""
     if stack_kind != "compose":
         return None
-    from tests.support.compose_stack import engine_env
+    from harness.compose_stack import engine_env
 
     return engine_env()
 
@@ -110,7 +110,7 @@ def sink_host(docker_env) -> str:
     containers reach (`host-gateway`)."""
     if docker_env is None:
         return HOST
-    from tests.support.compose_stack import bridge_gateway
+    from harness.compose_stack import bridge_gateway
 
     return bridge_gateway(docker_env)
 
@@ -186,7 +186,7 @@ def compose_stack(docker_env, alert_sink: AlertSink, smtp_sink: SmtpSink, code_h
     """compose.yaml on the project's engine: images built with `docker compose build`, every
     service but Grafana and the simulator up with `docker compose up --wait`; at the end
     `docker compose down --volumes`, which must leave none of the project's volumes."""
-    from tests.support.compose_stack import bring_up
+    from harness.compose_stack import bring_up
 
     stack = bring_up(docker_env, tmp_path_factory.mktemp("compose"), alert_sink=alert_sink.url,
                      smtp=smtp_sink.address, code_host=code_host.url, flush_interval=FLUSH_INTERVAL,
@@ -330,9 +330,9 @@ def traffic(stack, live_app: LiveApp) -> TrafficResult:
     The observations are taken here, before any other test adds traffic of its own, and the
     tests compare them with what was sent (a timeout is not a failure here: the tests report
     the difference)."""
+    from harness.polling import wait_for
     from tests.e2e.backends import prom_vector
     from tests.e2e.traffic import Traffic, drive
-    from tests.support.polling import wait_for
 
     sent = drive(live_app, Traffic())
     expected_calls = {(m, r, str(s)): float(n) for (m, r, s), n in sent.sent.items()}

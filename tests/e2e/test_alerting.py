@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from harness.polling import wait_for
 from tests.e2e.backends import prom_query
-from tests.support.polling import wait_for
 
 FAULTS = "/api/v1/admin/faults"
 # The faults apply to the API routes (not the admin one); stats is the cheapest of them.
@@ -152,7 +152,7 @@ def test_an_action_that_fails_on_every_attempt_warns_until_it_is_retried(stack, 
     """ActionsFailed end to end: the code host refuses a merge on every attempt (the backoff runs
     out in seconds with the e2e settings), Slack hears of it; the runbook's mitigation
     (`python -m app retry-failed-actions` once the code host works) carries it out and resolves it."""
-    from tests.support.factories import decision_body, review_body
+    from harness.factories import decision_body, review_body
 
     prom = stack.prometheus_url
     code_host = live_app.code_host

@@ -23,8 +23,8 @@ import pytest
 
 from dashboards.queries import (ALERTMANAGER, JAEGER, PROMETHEUS, VICTORIALOGS, Query, SpanSample, correlation_queries,
                                 exemplar_queries, load_datasources, panel_queries)
+from harness.polling import wait_for
 from tests.e2e.backends import jaeger_trace, prom_exemplars, span_tags
-from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import httpx
 
 from tests.e2e.backends import (jaeger_trace, jaeger_traces_json, logs_query,
                                 prom_exemplars, span_tags)
+from harness.polling import wait_for
 from tests.e2e.traffic import DECISIONS, REVIEW, REVIEWS, SLOW_REQUESTS, SLOW_SECONDS, STATS
-from tests.support.polling import wait_for
 
 EXEMPLAR_SAMPLE = 30
 
@@ -166,8 +166,8 @@ def test_the_queue_is_counted_once_however_many_processes_reported_it(stack, liv
     last reading stays in the collector (for an hour), yet the Business dashboard's "Waiting for a
     decision" panel shows the database's count, not twice it."""
     from dashboards.queries import panel_queries
+    from harness.factories import review_body
     from tests.e2e.backends import prom_query
-    from tests.support.factories import review_body
 
     panel = next(q for q in panel_queries({"env": "e2e", "service": "hitl-review"})
                  if q.where.startswith("HITL / Business / Waiting for a decision"))

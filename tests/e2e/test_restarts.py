@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from harness.polling import wait_for
 from tests.e2e.backends import jaeger_trace, jaeger_traces_json, logs_query, prom_exemplars
-from tests.support.polling import wait_for
 
 SIMULATOR_KEYS = ["run", "--rm", "--no-deps", "--entrypoint", "cat", "simulator", "/run/hitl-keys/simulator.env"]
 

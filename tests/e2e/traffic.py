@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.support.factories import decision_body, review_body
+from harness.factories import decision_body, review_body
 
 REVIEWS = "/api/v1/reviews"
 REVIEW = "/api/v1/reviews/{review_id}"

@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.alert_sink import AlertSink
+from harness.app_process import AppProcess
+from harness.polling import wait_for
 from stack import ha
 from stack.services import HOST, PG_PORT, REDIS_PORT, ports
-from tests.support.alert_sink import AlertSink
-from tests.support.app_process import AppProcess
-from tests.support.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HA_PORT_OFFSET = 300

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from harness.factories import review_body
+from harness.polling import wait_for
 from tests.e2e.backends import jaeger_trace, logs_query, prom_query, span_tags
-from tests.support.factories import review_body
-from tests.support.polling import wait_for
 
 REVIEWS = "/api/v1/reviews"
 REVIEW = "/api/v1/reviews/{review_id}"

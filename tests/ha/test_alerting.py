@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tests.support.polling import wait_for
+from harness.polling import wait_for
 
 TRIALS = 20
 DUPLICATE_WINDOW = 45

@@ -3,7 +3,7 @@ gateways by DNS (the network alias otel-gateway, re-resolved every second), span
 across them, both Prometheus replicas see the same counts, the Alertmanagers form one cluster, and a
 gateway killed under load leaves the ring and joins it again - with the loss measured.
 
-The project is `hitl-ha-test` (tests/support/compose_stack.py) with compose.test.yaml and
+The project is `hitl-ha-test` (harness/compose_stack.py) with compose.test.yaml and
 compose.ha.test.yaml on top, on host ports 3xxxx, so it runs beside the single shape's test project.
 The images compose cannot pull are the local twins of tests/compose/twins/ (test fixtures); the
 collector, agent and app images are built from the repository by `docker compose build`.
@@ -23,7 +23,7 @@ from tests.ha.conftest import cluster_view
 from tests.ha.test_alerting import DUPLICATE_WINDOW, failing_requests, pages
 from tests.ha.load import (SteadyLoad, counted_requests, gateways_counting, log_records, trace_losses, traces_stored,
                            wait_whole)
-from tests.support.polling import wait_for
+from harness.polling import wait_for
 
 ENV = "e2e"  # compose.test.yaml's deployment.environment.name for the app container
 GATEWAYS = {f"otel-gateway-{i}" for i in range(3)}
@@ -31,8 +31,8 @@ GATEWAYS = {f"otel-gateway-{i}" for i in range(3)}
 
 @pytest.fixture(scope="module")
 def compose_ha(tmp_path_factory):
-    from tests.support.alert_sink import AlertSink
-    from tests.support.compose_stack import bridge_gateway, bring_up, engine_env
+    from harness.alert_sink import AlertSink
+    from harness.compose_stack import bridge_gateway, bring_up, engine_env
 
     env = engine_env()
     host = bridge_gateway(env)  # where containers reach this machine

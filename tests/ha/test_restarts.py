@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
+from harness.polling import wait_for
 from tests.e2e.backends import prom_exemplars, prom_query
 from tests.ha.load import SteadyLoad, counted_requests
-from tests.support.polling import wait_for
 
 ENV = "ha-restart"
 

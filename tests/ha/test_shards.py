@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
+from harness.polling import wait_for
 from tests.e2e.backends import jaeger_trace, prom_exemplars, simulator_edge
 from tests.ha.load import SteadyLoad, counted_requests, gateways_counting, log_records, wait_whole
-from tests.support.polling import wait_for
 
 ENV = "ha-shards"
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.factories import decision_body, review_body
+from harness.factories import decision_body, review_body
 
 
 def submit(as_role, **overrides):

@@ -15,8 +15,8 @@ from app.reviews import flows
 from app.reviews.flows import RetryPolicy, claim_due, idempotency_key
 from app.reviews.gauges import read_shared_state
 from app.reviews.models import Decision
+from harness.factories import decision_body
 from tests.reviews.test_api import submit
-from tests.support.factories import decision_body
 
 POLICY = RetryPolicy(lease_seconds=30, base_seconds=0.05, max_attempts=3)
 

@@ -24,11 +24,11 @@ from app.auth.models import Role
 from app.db import prepare_url
 from app.reviews.flows import idempotency_key
 from app.reviews.models import Decision
-from tests.support.app_process import AppProcess
+from harness.app_process import AppProcess
 from tests.support.code_host import CodeHostServer
-from tests.support.databases import fresh_postgres_database, migrated_with_keys
-from tests.support.factories import decision_body, review_body
-from tests.support.polling import wait_for
+from harness.databases import fresh_postgres_database, migrated_with_keys
+from harness.factories import decision_body, review_body
+from harness.polling import wait_for
 
 LEASE_SECONDS = 3.0
 KINDS = ("approve", "reject", "modify", "escalate")

@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from app.auth.models import Role
-from tests.support.app_process import AppProcess, free_port
-from tests.support.databases import migrated_with_keys
-from tests.support.factories import review_body
-from tests.support.otlp_sink import OtlpSink
-from tests.support.polling import wait_for
+from harness.app_process import AppProcess, free_port
+from harness.databases import migrated_with_keys
+from harness.factories import review_body
+from harness.otlp_sink import OtlpSink
+from harness.polling import wait_for
 
 MIB = 1024 * 1024
 

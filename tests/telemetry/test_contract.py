@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from app.auth.models import Role
-from tests.support.databases import fresh_postgres_database, migrated_with_keys
-from tests.support.app_process import AppProcess, free_port
+from harness.databases import fresh_postgres_database, migrated_with_keys
+from harness.app_process import AppProcess, free_port
 from tests.support.code_host import CodeHostServer
-from tests.support.factories import decision_body, review_body
-from tests.support.otlp_sink import OtlpSink
-from tests.support.polling import wait_for
+from harness.factories import decision_body, review_body
+from harness.otlp_sink import OtlpSink
+from harness.polling import wait_for
 
 CONTRACT = yaml.safe_load((Path(__file__).parents[2] / "app/telemetry/contract.yaml").read_text())
 CODE_HOST_TOKEN = "code-host-secret-token-123"

@@ -7,10 +7,10 @@ import uuid
 import httpx
 
 from app.auth.models import Role
-from tests.support.app_process import AppProcess
-from tests.support.databases import fresh_postgres_database, migrated_with_keys
-from tests.support.otlp_sink import OtlpSink
-from tests.support.polling import wait_for
+from harness.app_process import AppProcess
+from harness.databases import fresh_postgres_database, migrated_with_keys
+from harness.otlp_sink import OtlpSink
+from harness.polling import wait_for
 
 SERVER = 2
 

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, TraceState
 
 from app.telemetry.span_encoding import FastOTLPSpanExporter, SpanEncoder
-from tests.support.otlp_sink import OtlpSink
-from tests.support.polling import wait_for
+from harness.otlp_sink import OtlpSink
+from harness.polling import wait_for
 
 
 @pytest.fixture(autouse=True)

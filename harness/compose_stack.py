@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 OVERLAY = REPO / "tests" / "compose" / "compose.test.yaml"
 HA_OVERLAY = REPO / "tests" / "compose" / "compose.ha.test.yaml"
 PROJECT = "hitl-test"

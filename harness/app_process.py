@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.polling import wait_for
+from harness.polling import wait_for
 
 
 def free_port() -> int:
@@ -36,7 +36,7 @@ class AppProcess:
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=Path(__file__).resolve().parents[1],
         )
         try:
             wait_for(f"the app on {self.url} to be ready", self._ready, timeout=30)
