@@ -15,6 +15,7 @@ The code host is called over HTTP with httpx (instrumented: the trace context tr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -39,6 +40,8 @@ tracer = trace.get_tracer("hitl-review")
 NO_CODE_HOST = "no code host configured"
 # A failed attempt waits base * 2^(attempt-1) (±20%), at most this long, before the next.
 MAX_BACKOFF_SECONDS = 300.0
+# How long a stopping worker waits, beyond the code host's deadline, for an attempt's outcome write.
+OUTCOME_WRITE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,20 +71,23 @@ def idempotency_key(decision_id: str, action: str) -> str:
 
 
 class CodeHost:
+    """The code host's HTTP API. Every attempt has one wall-clock deadline, `timeout_seconds`
+    (which the settings keep shorter than the lease): httpx's own timeouts bound each phase, and a
+    read timeout restarts with every chunk, so a host that trickles its answer would keep a call
+    alive far past the lease, while another replica takes the action over and calls again. The
+    call runs on an event loop of its own so the deadline can cancel it wherever it is."""
+
     def __init__(self, base_url: str | None, token: str | None, timeout_seconds: float):
         self.configured = bool(base_url)
-        self._client = (
-            httpx.Client(
-                base_url=base_url.rstrip("/"),
-                timeout=timeout_seconds,
-                headers={"Authorization": f"Bearer {token}"} if token else {},
-            )
-            if base_url
-            else None
-        )
+        self.timeout_seconds = timeout_seconds
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Made once: building a TLS context (loading the CA bundle) costs ~0.1 s, a client per
+        # call with a shared one ~2 ms.
+        self._tls = httpx.create_ssl_context() if base_url else None
 
     def perform(self, *, action: str, pr_number: int | None, payload: dict, key: str) -> ActionResult:
-        if self._client is None:
+        if self._base_url is None:
             return ActionResult("skipped", NO_CODE_HOST)
         if action == "escalate":
             path = "/escalations"
@@ -90,7 +96,10 @@ class CodeHost:
         else:
             path = f"/pulls/{pr_number}/{action}"
         try:
-            response = self._client.post(path, json=payload, headers={"Idempotency-Key": key})
+            response = asyncio.run(self._post(path, payload, key))
+        except TimeoutError:
+            log.warning("code host %s: no answer within %gs", action, self.timeout_seconds)
+            return ActionResult(f"{action}_failed", f"no answer within {self.timeout_seconds:g}s")
         except httpx.HTTPError as exc:
             log.warning("code host %s failed: %s", action, type(exc).__name__)
             return ActionResult(f"{action}_failed", f"{type(exc).__name__}")
@@ -99,9 +108,14 @@ class CodeHost:
         log.warning("code host %s answered %s", action, response.status_code)
         return ActionResult(f"{action}_failed", f"HTTP {response.status_code}")
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+    async def _post(self, path: str, payload: dict, key: str) -> httpx.Response:
+        async with asyncio.timeout(self.timeout_seconds), self._client() as client:
+            return await client.post(path, json=payload, headers={"Idempotency-Key": key})
+
+    def _client(self) -> httpx.AsyncClient:
+        # A client per call: its connections belong to the event loop of that call.
+        return httpx.AsyncClient(base_url=self._base_url, headers=self._headers, timeout=self.timeout_seconds,
+                                 verify=self._tls)
 
 
 @dataclass(frozen=True)
@@ -265,10 +279,11 @@ class OutboxWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10) -> None:
-        """Finish the attempt in flight (a claim not finished is retried elsewhere after its lease)."""
+    def stop(self) -> None:
+        """Finish the attempt in flight: it ends within the code host's deadline, and gets a second
+        more to write its outcome. One that cannot is taken over by another replica after its lease."""
         self._stop.set()
-        self._thread.join(timeout=timeout)
+        self._thread.join(timeout=self._code_host.timeout_seconds + OUTCOME_WRITE_SECONDS)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._poll):

@@ -32,6 +32,9 @@ class CodeHostServer:
     failing_until: float = 0.0  # time.monotonic() before which every call is answered 503
     held: int = 0  # answers of performed actions being held back now (see hold_answers)
     replayed: int = 0  # repeats of a performed action's key, answered without performing again
+    # Seconds between the bytes of an answer's body (0: all at once): a host that keeps a call
+    # alive past any per-read timeout, since every byte restarts it.
+    trickle_seconds: float = 0.0
 
     def __post_init__(self):
         server = self
@@ -85,7 +88,12 @@ class CodeHostServer:
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if not server.trickle_seconds:
+                        self.wfile.write(payload)
+                    for i in range(len(payload) if server.trickle_seconds else 0):
+                        self.wfile.write(payload[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(server.trickle_seconds)
                 except (BrokenPipeError, ConnectionResetError):  # the caller gave up or died
                     pass
 
