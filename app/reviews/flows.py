@@ -48,10 +48,20 @@ OUTCOME_WRITE_SECONDS = 1.0
 class ActionResult:
     status: str  # "succeeded", "skipped" or "<action>_failed"
     error: str | None = None
+    # A failure known to have changed nothing: the code host answered with an error, or no call
+    # was sent. Any other failure (a timeout or a cut connection after sending) may have acted.
+    nothing_done: bool = False
+    # How the attempt checked for an earlier attempt's effect (STATE_CHECKS).
+    state_check: str = "not_needed"
 
     @property
     def outcome(self) -> str:
         return "failed" if self.status.endswith("_failed") else self.status
+
+
+# hitl.action.state_check: no earlier attempt of unknown outcome; or the state was read and the
+# action had not taken effect (so it was sent), or had (so it was not sent again).
+STATE_CHECKS = ("not_needed", "not_done", "already_done")
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,12 @@ class CodeHost:
     (which the settings keep shorter than the lease): httpx's own timeouts bound each phase, and a
     read timeout restarts with every chunk, so a host that trickles its answer would keep a call
     alive far past the lease, while another replica takes the action over and calls again. The
-    call runs on an event loop of its own so the deadline can cancel it wherever it is."""
+    attempt runs on an event loop of its own so the deadline can cancel it wherever it is.
+
+    Not every code host honours `Idempotency-Key` (GitHub's merge API does not), so an attempt
+    that follows one of unknown outcome first reads whether the action has taken effect, within
+    the same deadline, and does not send it again if it has: a merged or closed pull request, a
+    change request or an escalation carrying the decision's id."""
 
     def __init__(self, base_url: str | None, token: str | None, timeout_seconds: float):
         self.configured = bool(base_url)
@@ -86,7 +101,11 @@ class CodeHost:
         # call with a shared one ~2 ms.
         self._tls = httpx.create_ssl_context() if base_url else None
 
-    def perform(self, *, action: str, pr_number: int | None, payload: dict, key: str) -> ActionResult:
+    def perform(
+        self, *, action: str, pr_number: int | None, payload: dict, key: str, check_first: bool = False,
+    ) -> ActionResult:
+        """One attempt. With check_first, read the state first and skip the call if the action
+        has already taken effect."""
         if self._base_url is None:
             return ActionResult("skipped", NO_CODE_HOST)
         if action == "escalate":
@@ -95,25 +114,60 @@ class CodeHost:
             return ActionResult("skipped", "the review has no pull request")
         else:
             path = f"/pulls/{pr_number}/{action}"
+        progress = {"sent": False, "state_check": "not_needed"}
+        failed = f"{action}_failed"
         try:
-            response = asyncio.run(self._post(path, payload, key))
+            response = asyncio.run(self._attempt(action, path, pr_number, payload, key, check_first, progress))
         except TimeoutError:
             log.warning("code host %s: no answer within %gs", action, self.timeout_seconds)
-            return ActionResult(f"{action}_failed", f"no answer within {self.timeout_seconds:g}s")
+            return ActionResult(failed, f"no answer within {self.timeout_seconds:g}s",
+                                nothing_done=not progress["sent"], state_check=progress["state_check"])
+        except httpx.HTTPStatusError as exc:  # only the state read raises for its status
+            log.warning("code host %s: reading the state answered %s", action, exc.response.status_code)
+            return ActionResult(failed, f"state read: HTTP {exc.response.status_code}", nothing_done=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # a fresh connection: nothing sent
+            log.warning("code host %s failed: %s", action, type(exc).__name__)
+            return ActionResult(failed, type(exc).__name__, nothing_done=True, state_check=progress["state_check"])
         except httpx.HTTPError as exc:
             log.warning("code host %s failed: %s", action, type(exc).__name__)
-            return ActionResult(f"{action}_failed", f"{type(exc).__name__}")
+            return ActionResult(failed, type(exc).__name__, nothing_done=not progress["sent"],
+                                state_check=progress["state_check"])
+        if response is None:
+            return ActionResult("succeeded", state_check="already_done")
         if response.is_success:
-            return ActionResult("succeeded")
+            return ActionResult("succeeded", state_check=progress["state_check"])
         log.warning("code host %s answered %s", action, response.status_code)
-        return ActionResult(f"{action}_failed", f"HTTP {response.status_code}")
+        return ActionResult(failed, f"HTTP {response.status_code}", nothing_done=True,
+                            state_check=progress["state_check"])
 
-    async def _post(self, path: str, payload: dict, key: str) -> httpx.Response:
+    async def _attempt(
+        self, action: str, path: str, pr_number: int | None, payload: dict, key: str, check_first: bool,
+        progress: dict,
+    ) -> httpx.Response | None:
+        """The call's answer, or None when the state read found the action done."""
         async with asyncio.timeout(self.timeout_seconds), self._client() as client:
+            if check_first:
+                if await self._took_effect(client, action, pr_number, payload["decision_id"]):
+                    progress["state_check"] = "already_done"
+                    return None
+                progress["state_check"] = "not_done"
+            progress["sent"] = True
             return await client.post(path, json=payload, headers={"Idempotency-Key": key})
 
+    async def _took_effect(self, client: httpx.AsyncClient, action: str, pr_number: int | None,
+                           decision_id: str) -> bool:
+        if action == "escalate":
+            response = await client.get("/escalations", params={"decision_id": decision_id})
+            return bool(response.raise_for_status().json())
+        pull = (await client.get(f"/pulls/{pr_number}")).raise_for_status().json()
+        if action == "merge":
+            return bool(pull.get("merged"))
+        if action == "close":
+            return pull.get("state") == "closed"
+        return decision_id in pull.get("changes_requested_by_decision", [])
+
     def _client(self) -> httpx.AsyncClient:
-        # A client per call: its connections belong to the event loop of that call.
+        # A client per attempt: its connections belong to the event loop of that attempt.
         return httpx.AsyncClient(base_url=self._base_url, headers=self._headers, timeout=self.timeout_seconds,
                                  verify=self._tls)
 
@@ -130,6 +184,8 @@ class Claim:
     pr_number: int | None
     apv_code: str
     traceparent: str | None
+    # An earlier attempt may have taken effect without recording it: read the state first.
+    outcome_unknown: bool = False
 
 
 def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: RetryPolicy) -> ActionResult | None:
@@ -149,8 +205,13 @@ def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: Retr
                 "modifications": claim.modifications,
             },
             key=idempotency_key(claim.decision_id, claim.action),
+            check_first=claim.outcome_unknown,
         )
         span.set_attribute("hitl.action.outcome", result.outcome)
+        span.set_attribute("hitl.action.state_check", result.state_check)
+        if result.state_check == "already_done":
+            log.info("action %s of decision %s had already taken effect (attempt %d found it so); not sent again",
+                     claim.action, claim.decision_id, claim.attempt)
         if result.outcome == "failed":
             span.set_status(trace.StatusCode.ERROR, result.error)
     metrics.actions.add(1, {"hitl.action": claim.action, "hitl.action.outcome": result.outcome})
@@ -166,7 +227,10 @@ def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: Retr
     written = session.execute(
         update(Decision)
         .where(Decision.id == claim.decision_id, Decision.action_attempts == claim.attempt)
-        .values(action_status=result.status, action_error=result.error, action_next_attempt_at=next_at),
+        .values(
+            action_status=result.status, action_error=result.error, action_next_attempt_at=next_at,
+            action_clean_failures=Decision.action_clean_failures + (1 if result.nothing_done else 0),
+        ),
         execution_options={"synchronize_session": False},
     ).rowcount
     session.commit()
@@ -231,7 +295,7 @@ def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = N
         )
         .returning(
             Decision.id, Decision.action, Decision.action_attempts, Decision.decision, Decision.modifications,
-            Decision.traceparent, Decision.review_id,
+            Decision.traceparent, Decision.review_id, Decision.action_clean_failures,
         ),
         execution_options={"synchronize_session": False},
     ).one_or_none()
@@ -245,6 +309,7 @@ def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = N
     return Claim(
         decision_id=row.id, action=row.action, attempt=row.action_attempts, decision=row.decision.value,
         modifications=row.modifications, pr_number=pr_number, apv_code=apv_code, traceparent=row.traceparent,
+        outcome_unknown=row.action_attempts - 1 > row.action_clean_failures,
     )
 
 

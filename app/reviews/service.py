@@ -186,6 +186,7 @@ def decide(
         "action": ACTION_FOR_DECISION[data.decision],
         "action_status": "skipped" if skipped else "pending",
         "action_attempts": 1,
+        "action_clean_failures": 0,
         "action_error": skipped,
         "action_next_attempt_at": None if skipped else now + timedelta(seconds=policy.lease_seconds),
         "traceparent": carrier.get("traceparent"),

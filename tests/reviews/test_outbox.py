@@ -89,20 +89,22 @@ def test_a_crash_after_the_commit_is_carried_out_once_the_lease_ends(as_role, ap
 
 
 def test_a_lost_answer_is_retried_with_the_same_key_and_performed_once(as_role, app, monkeypatch, code_host):
-    """The code host merged but the process died before the answer was stored: the retry carries
-    the same Idempotency-Key, so the code host answers it without merging again."""
+    """The code host merged but the process died before the answer was stored, and the state read
+    before the retry does not show the merge yet (a host whose reads lag): the retry carries the
+    same Idempotency-Key, so a host that honours it answers without merging again."""
 
     def dies_before_recording(*, code_host, decision, pr_number, **_):
-        code_host.perform(action=decision.action, pr_number=pr_number, payload={},
+        code_host.perform(action=decision.action, pr_number=pr_number, payload={"decision_id": decision.id},
                           key=idempotency_key(decision.id, decision.action))
 
     monkeypatch.setattr(flows, "attempt_now", dies_before_recording)
     decision_id = decide(as_role, submit(as_role)).json()["id"]
     assert stored(app, decision_id).action_status == "pending"  # the outcome was never written
+    code_host.pulls.clear()  # the read before the retry sees an open pull request
     expire_leases(app)
     assert run_outbox(app) == 1
     assert stored(app, decision_id).action_status == "succeeded"
-    assert len(code_host.calls) == 2 and len(code_host.performed) == 1
+    assert (len(code_host.calls), len(code_host.reads), len(code_host.performed), code_host.replayed) == (2, 1, 1, 1)
 
 
 def test_concurrent_workers_never_claim_the_same_action(as_role, app, monkeypatch):
@@ -291,3 +293,72 @@ def test_concurrent_repeats_of_one_key_make_one_decision(as_role, app, code_host
     assert len(code_host.performed) == 1
     with app.state.db.sessionmaker() as session:
         assert len(session.scalars(select(Decision).where(Decision.review_id == review["id"])).all()) == 1
+
+
+# --- a host that ignores Idempotency-Key: the state is read before a retry of an unknown outcome ---
+
+ACTION_OF_KIND = {"approve": "merge", "reject": "close", "modify": "request_changes", "escalate": "escalate"}
+
+
+@pytest.mark.parametrize("kind", ACTION_OF_KIND)
+def test_an_action_done_whose_answer_was_lost_is_found_done_and_not_sent_again(
+        as_role, app, monkeypatch, code_host, kind, caplog):
+    """The code host acted but the deciding process died before storing the answer, and the host
+    ignores the key: the retry reads the pull request's state, finds the action done, records it."""
+    code_host.honour_idempotency_keys = False
+
+    def dies_before_recording(*, code_host, decision, pr_number, apv_code, **_):
+        code_host.perform(action=decision.action, pr_number=pr_number,
+                          payload={"decision_id": decision.id, "apv_code": apv_code},
+                          key=idempotency_key(decision.id, decision.action))
+
+    monkeypatch.setattr(flows, "attempt_now", dies_before_recording)
+    decision_id = decide(as_role, submit(as_role), kind).json()["id"]
+    assert stored(app, decision_id).action_status == "pending"
+    expire_leases(app)
+    with caplog.at_level("INFO", logger="app.reviews.flows"):
+        assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_attempts) == ("succeeded", 2)
+    assert code_host.effects_per_decision() == {decision_id: 1}
+    assert (len(code_host.calls), len(code_host.reads)) == (1, 1)
+    assert any("already taken effect" in r.getMessage() for r in caplog.records)
+
+
+def test_an_action_never_sent_is_read_first_then_sent_once(as_role, app, monkeypatch, code_host):
+    code_host.honour_idempotency_keys = False
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role), "modify").json()["id"]
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert code_host.effects_per_decision() == {decision_id: 1}
+    assert (len(code_host.calls), len(code_host.reads)) == (1, 1)
+
+
+def test_a_clean_failure_is_retried_without_a_read(as_role, app, code_host):
+    """An HTTP error answer says nothing was done: the retry calls again straight away."""
+    code_host.honour_idempotency_keys = False
+    code_host.fail_next = 1
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    assert stored(app, decision_id).action_status == "merge_failed"
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert (len(code_host.calls), len(code_host.reads)) == (2, 0)
+    assert code_host.effects_per_decision() == {decision_id: 1}
+
+
+def test_an_unknown_outcome_is_read_before_every_later_attempt(as_role, app, monkeypatch, code_host):
+    """Attempt 1 never recorded its outcome (its process died), attempt 2 read, called and failed
+    cleanly: attempt 3 must still read, since attempt 1's call may have taken effect late."""
+    code_host.honour_idempotency_keys = False
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role), "reject").json()["id"]
+    code_host.fail_next = 1
+    policy = RetryPolicy(lease_seconds=30, base_seconds=0.05, max_attempts=5)
+    for _ in range(2):
+        expire_leases(app)
+        assert run_outbox(app, policy) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert (len(code_host.calls), len(code_host.reads)) == (2, 2)
