@@ -19,8 +19,9 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from opentelemetry import trace
@@ -30,7 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import utcnow
+from app.db import database_time
 from app.reviews.models import Decision, Review
 from app.telemetry import metrics
 
@@ -40,6 +41,8 @@ tracer = trace.get_tracer("hitl-review")
 NO_CODE_HOST = "no code host configured"
 # A failed attempt waits base * 2^(attempt-1) (±20%), at most this long, before the next.
 MAX_BACKOFF_SECONDS = 300.0
+# While the outbox's passes keep failing the same way, a line at most this often.
+FAILURE_REPORT_SECONDS = 60.0
 # How long a stopping worker waits, beyond the code host's deadline, for an attempt's outcome write.
 OUTCOME_WRITE_SECONDS = 1.0
 
@@ -195,18 +198,22 @@ def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: Retr
     with tracer.start_as_current_span(f"action {claim.action}") as span:
         span.set_attribute("hitl.action", claim.action)
         span.set_attribute("hitl.action.attempt", claim.attempt)
-        result = code_host.perform(
-            action=claim.action,
+        try:
+            result = code_host.perform(
+                action=claim.action,
             pr_number=claim.pr_number,
-            payload={
-                "apv_code": claim.apv_code,
-                "decision_id": claim.decision_id,
-                "decision": claim.decision,
-                "modifications": claim.modifications,
-            },
-            key=idempotency_key(claim.decision_id, claim.action),
-            check_first=claim.outcome_unknown,
-        )
+                payload={
+                    "apv_code": claim.apv_code,
+                    "decision_id": claim.decision_id,
+                    "decision": claim.decision,
+                    "modifications": claim.modifications,
+                },
+                key=idempotency_key(claim.decision_id, claim.action),
+                check_first=claim.outcome_unknown,
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug must not bypass the attempt limit
+            log.exception("action %s of decision %s: attempt %d raised", claim.action, claim.decision_id, claim.attempt)
+            result = ActionResult(f"{claim.action}_failed", type(exc).__name__)
         span.set_attribute("hitl.action.outcome", result.outcome)
         span.set_attribute("hitl.action.state_check", result.state_check)
         if result.state_check == "already_done":
@@ -218,7 +225,7 @@ def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: Retr
     next_at = None
     if result.outcome == "failed":
         if claim.attempt < policy.max_attempts:
-            next_at = utcnow() + policy.backoff(claim.attempt)
+            next_at = database_time(policy.backoff(claim.attempt).total_seconds())
         else:
             log.error(
                 "action %s of decision %s failed for good after %d attempts: %s",
@@ -264,13 +271,14 @@ def attempt_now(
         set_committed_value(decision, "action_error", result.error)
 
 
-def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = None) -> Claim | None:
+def claim_due(*, session: Session, policy: RetryPolicy) -> Claim | None:
     """Claim the action that has been due longest, for one lease; None when nothing is due.
-    Committed before returning: the lease, not a held transaction, keeps other replicas off it."""
-    now = now or utcnow()
+    Committed before returning: the lease, not a held transaction, keeps other replicas off it.
+    Due times and leases are on the database's clock, so a replica whose clock is ahead cannot
+    take a live lease."""
     due = (
         select(Decision.id)
-        .where(Decision.action_next_attempt_at.is_not(None), Decision.action_next_attempt_at <= now)
+        .where(Decision.action_next_attempt_at.is_not(None), Decision.action_next_attempt_at <= database_time())
         .order_by(Decision.action_next_attempt_at)
         .limit(1)
     )
@@ -291,7 +299,7 @@ def claim_due(*, session: Session, policy: RetryPolicy, now: datetime | None = N
         .where(target)
         .values(
             action_attempts=Decision.action_attempts + 1,
-            action_next_attempt_at=now + timedelta(seconds=policy.lease_seconds),
+            action_next_attempt_at=database_time(policy.lease_seconds),
         )
         .returning(
             Decision.id, Decision.action, Decision.action_attempts, Decision.decision, Decision.modifications,
@@ -318,11 +326,11 @@ def failed_for_good():
     return Decision.action_next_attempt_at.is_(None) & Decision.action_status.like("%\\_failed", escape="\\")
 
 
-def retry_failed(*, session: Session, now: datetime | None = None) -> int:
+def retry_failed(*, session: Session) -> int:
     """Make every action that failed for good due now (an operator's `retry-failed-actions`, once
     the code host works again): each gets one more attempt. Returns how many."""
     count = session.execute(
-        update(Decision).where(failed_for_good()).values(action_next_attempt_at=now or utcnow()),
+        update(Decision).where(failed_for_good()).values(action_next_attempt_at=database_time()),
         execution_options={"synchronize_session": False},
     ).rowcount
     session.commit()
@@ -351,12 +359,31 @@ class OutboxWorker:
         self._thread.join(timeout=self._code_host.timeout_seconds + OUTCOME_WRITE_SECONDS)
 
     def _loop(self) -> None:
+        # While the database is down every pass fails the same way: its trace is logged once (each
+        # record is exported), then a line when the error changes or a minute has passed, and one
+        # when a pass works again.
+        failing_since = last_report = 0.0
+        failures, last_error = 0, ""
         while not self._stop.wait(self._poll):
             try:
                 while not self._stop.is_set() and self.run_one():
                     pass
-            except Exception:  # noqa: BLE001 - e.g. the database is down; try again next poll
-                log.warning("action outbox pass failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is down; try again next poll
+                now, error = time.monotonic(), type(exc).__name__
+                failures += 1
+                if failures == 1:
+                    failing_since = last_report = now
+                    log.warning("action outbox pass failed; retrying every %gs", self._poll, exc_info=True)
+                elif error != last_error or now - last_report >= FAILURE_REPORT_SECONDS:
+                    last_report = now
+                    log.warning("action outbox still failing after %.0fs (%d passes), now with %s",
+                                now - failing_since, failures, error)
+                last_error = error
+                continue
+            if failures:
+                log.info("action outbox recovered after %.0fs (%d failed passes)",
+                         time.monotonic() - failing_since, failures)
+                failures, last_error = 0, ""
 
     def run_one(self) -> bool:
         """Claim and perform one due action; False when none was due."""

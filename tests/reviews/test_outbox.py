@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from app import db as app_db
 from app.db import utcnow
 from app.reviews import flows
 from app.reviews.flows import RetryPolicy, claim_due, idempotency_key
@@ -17,6 +18,7 @@ from app.reviews.gauges import read_shared_state
 from app.reviews.models import Decision
 from tests.reviews.test_api import submit
 from tests.support.factories import decision_body
+from tests.support.polling import wait_for
 
 POLICY = RetryPolicy(lease_seconds=30, base_seconds=0.05, max_attempts=3)
 
@@ -362,3 +364,83 @@ def test_an_unknown_outcome_is_read_before_every_later_attempt(as_role, app, mon
         assert run_outbox(app, policy) == 1
     assert stored(app, decision_id).action_status == "succeeded"
     assert (len(code_host.calls), len(code_host.reads)) == (2, 2)
+
+
+# --- leases on the database's clock; any exception is a failed attempt; a quiet outage log ---
+
+def test_a_replica_whose_clock_runs_ahead_cannot_take_a_live_lease(as_role, app, monkeypatch):
+    """Leases are compared on the database's clock: a replica an hour ahead sees the deciding
+    request's lease as live, and its own claim as lasting one lease of the database's time."""
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    ahead = lambda: utcnow() + timedelta(hours=1)  # noqa: E731
+    for module in (flows, app_db):  # this process's clock, wherever the outbox might read it
+        monkeypatch.setattr(module, "utcnow", ahead, raising=False)
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY) is None
+    expire_leases(app)
+    before = utcnow()
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY).decision_id == decision_id
+    lease_end = stored(app, decision_id).action_next_attempt_at
+    assert before + timedelta(seconds=POLICY.lease_seconds - 1) <= lease_end
+    assert lease_end <= utcnow() + timedelta(seconds=POLICY.lease_seconds + 1)
+
+
+def test_an_unexpected_exception_in_the_call_is_a_failed_attempt_within_the_limit(
+        as_role, app, monkeypatch, code_host):
+    def breaks(**_):
+        raise RuntimeError("a bug, not a network error")
+
+    monkeypatch.setattr(app.state.code_host, "perform", breaks)
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_error) == ("merge_failed", "RuntimeError")
+    for _ in range(2):
+        expire_leases(app)
+        assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_attempts, row.action_next_attempt_at) == ("merge_failed", 3, None)
+    expire_leases(app)
+    assert run_outbox(app) == 0
+
+
+def test_a_database_outage_is_logged_once_with_its_trace_then_briefly_until_it_recovers(app, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    worker = flows.OutboxWorker(sessions=app.state.db.sessionmaker, code_host=app.state.code_host,
+                                policy=POLICY, poll_seconds=0.005)
+    outage = [OperationalError("SELECT 1", {}, Exception("connection refused"))] * 30 + [ValueError("other")] * 30
+    passes = []
+
+    def run_one():
+        passes.append(1)
+        if outage:
+            raise outage.pop(0)
+        return False
+
+    worker.run_one = run_one
+    with caplog.at_level("INFO", logger="app.reviews.flows"):
+        worker.start()
+        try:
+            wait_for("the outage to end", lambda: not outage and len(passes) > 62, timeout=30, interval=0.01)
+        finally:
+            worker.stop()
+    records = [r for r in caplog.records if r.name == "app.reviews.flows"]
+    assert sum(1 for r in records if r.exc_info) == 1, [r.getMessage() for r in records]
+    assert len(records) == 3, [r.getMessage() for r in records]  # the trace, the change to ValueError, recovery
+    assert "ValueError" in records[1].getMessage()
+    assert "recovered" in records[2].getMessage() and "60" in records[2].getMessage()
+
+
+def test_a_deciding_replica_whose_clock_runs_behind_writes_a_lease_of_the_databases_time(
+        as_role, app, monkeypatch):
+    """Its lease would otherwise be over when written, and any replica would take the action over
+    while its own attempt is still running."""
+    from app.reviews import service
+
+    crash_after_commit(monkeypatch)
+    monkeypatch.setattr(service, "utcnow", lambda: utcnow() - timedelta(hours=1))
+    decide(as_role, submit(as_role))
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY) is None
