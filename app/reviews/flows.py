@@ -2,13 +2,19 @@
 
 The decision's row is the outbox entry. It is written with the decision, in the same statement,
 already claimed by the deciding request for one lease (`action_attempts = 1`,
-`action_next_attempt_at = now + lease`). The request then tries the action at once, for fast
+`action_next_attempt_at = now + lease`, on the database's clock like every due time here, so
+replicas with skewed clocks agree on it). The request then tries the action at once, for fast
 feedback. If that process dies, the lease runs out and any replica's `OutboxWorker` claims the
 row again (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite runs one writer at a time, so its claim
 statement is atomic as it is). Every claim adds one to `action_attempts`, and an attempt writes its
 outcome only while the row still carries its number: an attempt that outlived its lease cannot
-overwrite a newer one. The call carries an `Idempotency-Key` derived from the decision, so a
-code host that honours it performs a retried action (a lost response, a lease that ran out) once.
+overwrite a newer one. Each attempt ends within a deadline shorter than the lease (CodeHost).
+
+Exactly one effect: the call carries an `Idempotency-Key` derived from the decision, so a code
+host that honours it performs a retried action (a lost response, a lease that ran out) once. For
+one that ignores it, an attempt that follows one of unknown outcome (anything but a failure known
+to have done nothing, counted in `action_clean_failures`) reads the state first and does not call
+if the action has taken effect.
 
 The code host is called over HTTP with httpx (instrumented: the trace context travels with it).
 """
@@ -54,17 +60,14 @@ class ActionResult:
     # A failure known to have changed nothing: the code host answered with an error, or no call
     # was sent. Any other failure (a timeout or a cut connection after sending) may have acted.
     nothing_done: bool = False
-    # How the attempt checked for an earlier attempt's effect (STATE_CHECKS).
+    # hitl.action.state_check: "not_needed" (no earlier attempt of unknown outcome); else the
+    # state was read and the action had not taken effect ("not_done": sent), or had
+    # ("already_done": not sent again), or the read failed ("read_failed": not sent).
     state_check: str = "not_needed"
 
     @property
     def outcome(self) -> str:
         return "failed" if self.status.endswith("_failed") else self.status
-
-
-# hitl.action.state_check: no earlier attempt of unknown outcome; or the state was read and the
-# action had not taken effect (so it was sent), or had (so it was not sent again).
-STATE_CHECKS = ("not_needed", "not_done", "already_done")
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ class CodeHost:
                                 nothing_done=not progress["sent"], state_check=progress["state_check"])
         except httpx.HTTPStatusError as exc:  # only the state read raises for its status
             log.warning("code host %s: reading the state answered %s", action, exc.response.status_code)
-            return ActionResult(failed, f"state read: HTTP {exc.response.status_code}", nothing_done=True)
+            return ActionResult(failed, f"state read: HTTP {exc.response.status_code}", nothing_done=True,
+                                state_check=progress["state_check"])
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # a fresh connection: nothing sent
             log.warning("code host %s failed: %s", action, type(exc).__name__)
             return ActionResult(failed, type(exc).__name__, nothing_done=True, state_check=progress["state_check"])
@@ -150,6 +154,7 @@ class CodeHost:
         """The call's answer, or None when the state read found the action done."""
         async with asyncio.timeout(self.timeout_seconds), self._client() as client:
             if check_first:
+                progress["state_check"] = "read_failed"  # until the read is answered
                 if await self._took_effect(client, action, pr_number, payload["decision_id"]):
                     progress["state_check"] = "already_done"
                     return None

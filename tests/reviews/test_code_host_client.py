@@ -23,6 +23,7 @@ def test_an_answer_trickled_past_the_deadline_ends_the_attempt_in_time(code_host
     elapsed = time.monotonic() - started
     assert elapsed < DEADLINE_SECONDS + SLACK_SECONDS, f"the attempt took {elapsed:.1f}s"
     assert result.outcome == "failed" and result.status == "merge_failed"
+    assert not result.nothing_done  # it was sent: the next attempt reads the state first
     assert len(code_host.calls) == 1
 
 

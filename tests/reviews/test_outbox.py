@@ -444,3 +444,21 @@ def test_a_deciding_replica_whose_clock_runs_behind_writes_a_lease_of_the_databa
     decide(as_role, submit(as_role))
     with app.state.db.sessionmaker() as session:
         assert claim_due(session=session, policy=POLICY) is None
+
+
+def test_a_failed_state_read_sends_nothing_and_the_next_attempt_reads_again(as_role, app, monkeypatch, code_host):
+    code_host.honour_idempotency_keys = False
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role), "escalate").json()["id"]
+    code_host.fail_for(60)
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_error) == ("escalate_failed", "state read: HTTP 503")
+    assert (len(code_host.calls), len(code_host.reads)) == (0, 1)
+    code_host.failing_until = 0.0
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert (len(code_host.calls), len(code_host.reads)) == (1, 2)
+    assert code_host.effects_per_decision() == {decision_id: 1}
