@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     code_host_url: str | None = Field(None, validation_alias="CODE_HOST_URL")
     code_host_token: str | None = Field(None, validation_alias="CODE_HOST_TOKEN")
     code_host_token_file: Path | None = Field(None, validation_alias="CODE_HOST_TOKEN_FILE")
-    code_host_timeout_seconds: float = Field(5.0, validation_alias="CODE_HOST_TIMEOUT_SECONDS")
+    # The wall-clock deadline of one attempt at an action, whatever the host does with the
+    # connection (app/reviews/flows.py: CodeHost); shorter than the lease, checked below.
+    code_host_timeout_seconds: float = Field(5.0, gt=0, validation_alias="CODE_HOST_TIMEOUT_SECONDS")
     action_max_attempts: int = Field(5, validation_alias="ACTION_MAX_ATTEMPTS")
     action_retry_base_seconds: float = Field(2.0, validation_alias="ACTION_RETRY_BASE_SECONDS")
     action_retry_poll_seconds: float = Field(1.0, validation_alias="ACTION_RETRY_POLL_SECONDS")

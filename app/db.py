@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, Float, create_engine, event, literal
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
@@ -37,6 +39,30 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+class database_time(FunctionElement):  # noqa: N801 - reads as the SQL function it compiles to
+    """The database's current time plus `seconds`, as a UTCDateTime: what replicas compare on one
+    clock (their own clocks may be skewed). PostgreSQL: now(), the transaction's start; SQLite:
+    strftime() of 'now' in the text form SQLAlchemy stores datetimes in, so both compare as text."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+    def __init__(self, seconds=0.0):
+        """seconds: a number, or an expression of one (NULL gives NULL)."""
+        super().__init__(literal(float(seconds), Float) if isinstance(seconds, int | float) else seconds)
+
+
+@compiles(database_time, "postgresql")
+def _database_time_postgresql(element, compiler, **kw):
+    return f"(now() + make_interval(secs => {compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(database_time, "sqlite")
+def _database_time_sqlite(element, compiler, **kw):
+    # %f is seconds with milliseconds; the zeros make the microseconds SQLAlchemy writes and parses.
+    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', ({compiler.process(element.clauses, **kw)}) || ' seconds')"
 
 
 class Base(DeclarativeBase):

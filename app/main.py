@@ -54,9 +54,8 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         finally:
             # uvicorn re-raises SIGTERM, so atexit never runs: flush telemetry here.
             if outbox is not None:
-                outbox.stop(timeout=settings.code_host_timeout_seconds + 1)
+                outbox.stop()
             shared_state.stop()
-            code_host.close()
             probe.close()
             cache.close()
             db.engine.dispose()

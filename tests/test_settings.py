@@ -49,3 +49,11 @@ def test_the_code_host_token_file_is_read_and_still_checked_for_placeholders(tmp
     with pytest.raises(ValidationError, match="CODE_HOST_TOKEN"):
         Settings(CODE_HOST_URL="https://code.example", CODE_HOST_TOKEN_FILE=str(token), APP_ENV="production",
                  DATABASE_URL=PG)
+
+
+@pytest.mark.parametrize("deadline, lease", [(30, 30), (40, 30), (0, 30)])
+def test_an_attempt_deadline_not_shorter_than_the_lease_stops_start_up(deadline, lease):
+    """A call that may outlive its lease is taken over and sent again by another replica."""
+    with pytest.raises(ValidationError) as err:
+        Settings(CODE_HOST_TIMEOUT_SECONDS=deadline, ACTION_LEASE_SECONDS=lease)
+    assert "CODE_HOST_TIMEOUT_SECONDS" in str(err.value)

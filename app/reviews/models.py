@@ -154,10 +154,14 @@ class Decision(Base):
     # due: while an attempt runs it is the end of that attempt's lease, after a failure the next
     # retry; NULL once nothing is left to do (done, skipped, or failed for good).
     # action_attempts counts attempts started, and fences a late attempt's write-back.
+    # action_clean_failures counts the attempts known to have done nothing (the code host
+    # answered with an error, or nothing was sent): while it is below the attempts before this
+    # one, some earlier attempt may have taken effect unseen, and the next one reads the state first.
     action: Mapped[str] = mapped_column(String(32))
     action_status: Mapped[str] = mapped_column(String(40), default="pending")
     action_attempts: Mapped[int] = mapped_column(Integer, default=0)
     action_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    action_clean_failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     action_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # W3C traceparent of the deciding request, so retries link back to it.
     traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 
 from opentelemetry import trace
 from opentelemetry.propagate import inject
-from sqlalchemy import bindparam, func, insert, select, true, update
+from sqlalchemy import Float, bindparam, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.cache import Cache
 from app.config import Settings
-from app.db import UTCDateTime, utcnow
+from app.db import UTCDateTime, database_time, utcnow
 from app.reviews import flows
 from app.reviews.flows import NO_CODE_HOST, CodeHost, RetryPolicy
 from app.reviews.models import (
@@ -186,8 +186,10 @@ def decide(
         "action": ACTION_FOR_DECISION[data.decision],
         "action_status": "skipped" if skipped else "pending",
         "action_attempts": 1,
+        "action_clean_failures": 0,
         "action_error": skipped,
-        "action_next_attempt_at": None if skipped else now + timedelta(seconds=policy.lease_seconds),
+        # On the database's clock, which every replica's claim compares with (flows.py).
+        "action_next_attempt_at": None if skipped else database_time(policy.lease_seconds),
         "traceparent": carrier.get("traceparent"),
         "idempotency_key": idempotency_key,
         "request_digest": digest,
@@ -197,7 +199,8 @@ def decide(
     postgresql = session.get_bind().dialect.name == "postgresql"
     try:
         if postgresql:
-            params |= {f"d_{name}": value for name, value in values.items()}
+            params |= {f"d_{name}": value for name, value in values.items() if name != "action_next_attempt_at"}
+            params["lease_seconds"] = None if skipped else policy.lease_seconds
             row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
             if row is None:
                 return _refusal(session, review_id, data.decision, reviewer, idempotency_key, digest), False
@@ -212,6 +215,8 @@ def decide(
             pr_number, apv_code = review.pr_number, review.apv_code
             snapshot = {column: getattr(review, column) for column in SNAPSHOT}
             latency = max(0.0, (now - review.created_at).total_seconds())
+        if postgresql:  # written by the statement; left unloaded rather than marked as changed
+            values.pop("action_next_attempt_at")
         decision = Decision(**values, review_id=review_id, **snapshot, decision_latency_seconds=latency)
         if postgresql:
             make_transient_to_detached(decision)  # its row exists already: later changes are UPDATEs
@@ -288,6 +293,7 @@ def _claim_and_insert(kind: DecisionKind):
         if column.name not in (*SNAPSHOT, "decision_latency_seconds")
     }
     source["review_id"] = bindparam("review_id", type_=columns.review_id.type)
+    source["action_next_attempt_at"] = database_time(bindparam("lease_seconds", type_=Float))
     source |= {column: claimed.c[column] for column in SNAPSHOT}
     latency = func.greatest(0.0, func.extract("epoch", now - claimed.c.created_at))
     source["decision_latency_seconds"] = latency.cast(columns.decision_latency_seconds.type)

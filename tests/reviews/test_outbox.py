@@ -10,12 +10,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from app import db as app_db
 from app.db import utcnow
 from app.reviews import flows
 from app.reviews.flows import RetryPolicy, claim_due, idempotency_key
 from app.reviews.gauges import read_shared_state
 from app.reviews.models import Decision
 from harness.factories import decision_body
+from harness.polling import wait_for
 from tests.reviews.test_api import submit
 
 POLICY = RetryPolicy(lease_seconds=30, base_seconds=0.05, max_attempts=3)
@@ -89,20 +91,22 @@ def test_a_crash_after_the_commit_is_carried_out_once_the_lease_ends(as_role, ap
 
 
 def test_a_lost_answer_is_retried_with_the_same_key_and_performed_once(as_role, app, monkeypatch, code_host):
-    """The code host merged but the process died before the answer was stored: the retry carries
-    the same Idempotency-Key, so the code host answers it without merging again."""
+    """The code host merged but the process died before the answer was stored, and the state read
+    before the retry does not show the merge yet (a host whose reads lag): the retry carries the
+    same Idempotency-Key, so a host that honours it answers without merging again."""
 
     def dies_before_recording(*, code_host, decision, pr_number, **_):
-        code_host.perform(action=decision.action, pr_number=pr_number, payload={},
+        code_host.perform(action=decision.action, pr_number=pr_number, payload={"decision_id": decision.id},
                           key=idempotency_key(decision.id, decision.action))
 
     monkeypatch.setattr(flows, "attempt_now", dies_before_recording)
     decision_id = decide(as_role, submit(as_role)).json()["id"]
     assert stored(app, decision_id).action_status == "pending"  # the outcome was never written
+    code_host.pulls.clear()  # the read before the retry sees an open pull request
     expire_leases(app)
     assert run_outbox(app) == 1
     assert stored(app, decision_id).action_status == "succeeded"
-    assert len(code_host.calls) == 2 and len(code_host.performed) == 1
+    assert (len(code_host.calls), len(code_host.reads), len(code_host.performed), code_host.replayed) == (2, 1, 1, 1)
 
 
 def test_concurrent_workers_never_claim_the_same_action(as_role, app, monkeypatch):
@@ -291,3 +295,170 @@ def test_concurrent_repeats_of_one_key_make_one_decision(as_role, app, code_host
     assert len(code_host.performed) == 1
     with app.state.db.sessionmaker() as session:
         assert len(session.scalars(select(Decision).where(Decision.review_id == review["id"])).all()) == 1
+
+
+# --- a host that ignores Idempotency-Key: the state is read before a retry of an unknown outcome ---
+
+ACTION_OF_KIND = {"approve": "merge", "reject": "close", "modify": "request_changes", "escalate": "escalate"}
+
+
+@pytest.mark.parametrize("kind", ACTION_OF_KIND)
+def test_an_action_done_whose_answer_was_lost_is_found_done_and_not_sent_again(
+        as_role, app, monkeypatch, code_host, kind, caplog):
+    """The code host acted but the deciding process died before storing the answer, and the host
+    ignores the key: the retry reads the pull request's state, finds the action done, records it."""
+    code_host.honour_idempotency_keys = False
+
+    def dies_before_recording(*, code_host, decision, pr_number, apv_code, **_):
+        code_host.perform(action=decision.action, pr_number=pr_number,
+                          payload={"decision_id": decision.id, "apv_code": apv_code},
+                          key=idempotency_key(decision.id, decision.action))
+
+    monkeypatch.setattr(flows, "attempt_now", dies_before_recording)
+    decision_id = decide(as_role, submit(as_role), kind).json()["id"]
+    assert stored(app, decision_id).action_status == "pending"
+    expire_leases(app)
+    with caplog.at_level("INFO", logger="app.reviews.flows"):
+        assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_attempts) == ("succeeded", 2)
+    assert code_host.effects_per_decision() == {decision_id: 1}
+    assert (len(code_host.calls), len(code_host.reads)) == (1, 1)
+    assert any("already taken effect" in r.getMessage() for r in caplog.records)
+
+
+def test_an_action_never_sent_is_read_first_then_sent_once(as_role, app, monkeypatch, code_host):
+    code_host.honour_idempotency_keys = False
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role), "modify").json()["id"]
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert code_host.effects_per_decision() == {decision_id: 1}
+    assert (len(code_host.calls), len(code_host.reads)) == (1, 1)
+
+
+def test_a_clean_failure_is_retried_without_a_read(as_role, app, code_host):
+    """An HTTP error answer says nothing was done: the retry calls again straight away."""
+    code_host.honour_idempotency_keys = False
+    code_host.fail_next = 1
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    assert stored(app, decision_id).action_status == "merge_failed"
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert (len(code_host.calls), len(code_host.reads)) == (2, 0)
+    assert code_host.effects_per_decision() == {decision_id: 1}
+
+
+def test_an_unknown_outcome_is_read_before_every_later_attempt(as_role, app, monkeypatch, code_host):
+    """Attempt 1 never recorded its outcome (its process died), attempt 2 read, called and failed
+    cleanly: attempt 3 must still read, since attempt 1's call may have taken effect late."""
+    code_host.honour_idempotency_keys = False
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role), "reject").json()["id"]
+    code_host.fail_next = 1
+    policy = RetryPolicy(lease_seconds=30, base_seconds=0.05, max_attempts=5)
+    for _ in range(2):
+        expire_leases(app)
+        assert run_outbox(app, policy) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert (len(code_host.calls), len(code_host.reads)) == (2, 2)
+
+
+# --- leases on the database's clock; any exception is a failed attempt; a quiet outage log ---
+
+def test_a_replica_whose_clock_runs_ahead_cannot_take_a_live_lease(as_role, app, monkeypatch):
+    """Leases are compared on the database's clock: a replica an hour ahead sees the deciding
+    request's lease as live, and its own claim as lasting one lease of the database's time."""
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    ahead = lambda: utcnow() + timedelta(hours=1)  # noqa: E731
+    for module in (flows, app_db):  # this process's clock, wherever the outbox might read it
+        monkeypatch.setattr(module, "utcnow", ahead, raising=False)
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY) is None
+    expire_leases(app)
+    before = utcnow()
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY).decision_id == decision_id
+    lease_end = stored(app, decision_id).action_next_attempt_at
+    assert before + timedelta(seconds=POLICY.lease_seconds - 1) <= lease_end
+    assert lease_end <= utcnow() + timedelta(seconds=POLICY.lease_seconds + 1)
+
+
+def test_an_unexpected_exception_in_the_call_is_a_failed_attempt_within_the_limit(
+        as_role, app, monkeypatch, code_host):
+    def breaks(**_):
+        raise RuntimeError("a bug, not a network error")
+
+    monkeypatch.setattr(app.state.code_host, "perform", breaks)
+    decision_id = decide(as_role, submit(as_role)).json()["id"]
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_error) == ("merge_failed", "RuntimeError")
+    for _ in range(2):
+        expire_leases(app)
+        assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_attempts, row.action_next_attempt_at) == ("merge_failed", 3, None)
+    expire_leases(app)
+    assert run_outbox(app) == 0
+
+
+def test_a_database_outage_is_logged_once_with_its_trace_then_briefly_until_it_recovers(app, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    worker = flows.OutboxWorker(sessions=app.state.db.sessionmaker, code_host=app.state.code_host,
+                                policy=POLICY, poll_seconds=0.005)
+    outage = [OperationalError("SELECT 1", {}, Exception("connection refused"))] * 30 + [ValueError("other")] * 30
+    passes = []
+
+    def run_one():
+        passes.append(1)
+        if outage:
+            raise outage.pop(0)
+        return False
+
+    worker.run_one = run_one
+    with caplog.at_level("INFO", logger="app.reviews.flows"):
+        worker.start()
+        try:
+            wait_for("the outage to end", lambda: not outage and len(passes) > 62, timeout=30, interval=0.01)
+        finally:
+            worker.stop()
+    records = [r for r in caplog.records if r.name == "app.reviews.flows"]
+    assert sum(1 for r in records if r.exc_info) == 1, [r.getMessage() for r in records]
+    assert len(records) == 3, [r.getMessage() for r in records]  # the trace, the change to ValueError, recovery
+    assert "ValueError" in records[1].getMessage()
+    assert "recovered" in records[2].getMessage() and "60" in records[2].getMessage()
+
+
+def test_a_deciding_replica_whose_clock_runs_behind_writes_a_lease_of_the_databases_time(
+        as_role, app, monkeypatch):
+    """Its lease would otherwise be over when written, and any replica would take the action over
+    while its own attempt is still running."""
+    from app.reviews import service
+
+    crash_after_commit(monkeypatch)
+    monkeypatch.setattr(service, "utcnow", lambda: utcnow() - timedelta(hours=1))
+    decide(as_role, submit(as_role))
+    with app.state.db.sessionmaker() as session:
+        assert claim_due(session=session, policy=POLICY) is None
+
+
+def test_a_failed_state_read_sends_nothing_and_the_next_attempt_reads_again(as_role, app, monkeypatch, code_host):
+    code_host.honour_idempotency_keys = False
+    crash_after_commit(monkeypatch)
+    decision_id = decide(as_role, submit(as_role), "escalate").json()["id"]
+    code_host.fail_for(60)
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    row = stored(app, decision_id)
+    assert (row.action_status, row.action_error) == ("escalate_failed", "state read: HTTP 503")
+    assert (len(code_host.calls), len(code_host.reads)) == (0, 1)
+    code_host.failing_until = 0.0
+    expire_leases(app)
+    assert run_outbox(app) == 1
+    assert stored(app, decision_id).action_status == "succeeded"
+    assert (len(code_host.calls), len(code_host.reads)) == (1, 2)
+    assert code_host.effects_per_decision() == {decision_id: 1}
