@@ -188,7 +188,7 @@ def main(argv=None) -> None:
     common: dict[str, str] = {}
     code_host = None
     if args.code_host:
-        from tests.support.code_host import CodeHostServer
+        from harness.code_host import CodeHostServer
 
         code_host = CodeHostServer()
         common = {"CODE_HOST_URL": code_host.url, "CODE_HOST_TOKEN": "bench-token"}

@@ -20,7 +20,7 @@ from app.main import create_app  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.reviews.models import Decision, Review  # noqa: E402
 from harness.databases import fresh_postgres_database  # noqa: E402
-from tests.support.code_host import CodeHostServer  # noqa: E402
+from harness.code_host import CodeHostServer  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -11,10 +11,6 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The one test-only module a benchmark uses: the code-host stand-in behind `overhead --code-host`
-# (imported only with that flag). When it moves to harness/, this entry goes:
-# test_each_allowed_benchmark_import_from_the_tests_is_still_there fails while it outlives the import.
-BENCHMARKS_FROM_TESTS = {("benchmarks/overhead.py", "tests.support.code_host")}
 
 
 def module_name(path: Path) -> str:
@@ -54,7 +50,7 @@ def imports_of(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> set[tup
 
 
 def test_the_benchmarks_import_nothing_from_the_tests():
-    assert imports_of(("benchmarks",), ("tests",)) - BENCHMARKS_FROM_TESTS == set()
+    assert imports_of(("benchmarks",), ("tests",)) == set()
 
 
 def test_the_harness_imports_neither_the_tests_nor_the_benchmarks():
@@ -74,10 +70,6 @@ def test_no_module_of_the_benchmarks_the_harness_or_the_tests_helpers_needs_itse
         return next((c for dep in sorted(needs[module]) if (c := cycle_from(dep, [*path, module]))), None)
 
     assert {m: cycle_from(m, []) for m in files if cycle_from(m, [])} == {}
-
-
-def test_each_allowed_benchmark_import_from_the_tests_is_still_there():
-    assert BENCHMARKS_FROM_TESTS <= imports_of(("benchmarks",), ("tests",))
 
 
 def test_no_benchmark_or_harness_module_changes_sys_path():

@@ -26,7 +26,7 @@ import pytest
 from harness.alert_sink import AlertSink, SmtpSink
 from harness.app_process import AppProcess
 from stack.services import HOST, PG_PORT, REDIS_PORT, TEST_PORT_OFFSET, ports
-from tests.support.code_host import CodeHostServer
+from harness.code_host import CodeHostServer
 
 REPO = Path(__file__).resolve().parents[2]
 FLUSH_INTERVAL = "2s"

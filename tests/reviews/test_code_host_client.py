@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from app.reviews.flows import CodeHost
-from tests.support.code_host import CodeHostServer
+from harness.code_host import CodeHostServer
 
 DEADLINE_SECONDS = 2.0
 # Room for the client's own start and teardown beyond its deadline.

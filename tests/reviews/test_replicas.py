@@ -27,7 +27,7 @@ from app.auth.models import Role
 from app.db import prepare_url
 from app.reviews.models import Decision
 from harness.app_process import AppProcess
-from tests.support.code_host import CodeHostServer
+from harness.code_host import CodeHostServer
 from harness.databases import fresh_postgres_database, migrated_with_keys
 from harness.factories import decision_body, review_body
 from harness.polling import wait_for

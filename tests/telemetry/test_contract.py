@@ -14,7 +14,7 @@ import yaml
 from app.auth.models import Role
 from harness.databases import fresh_postgres_database, migrated_with_keys
 from harness.app_process import AppProcess, free_port
-from tests.support.code_host import CodeHostServer
+from harness.code_host import CodeHostServer
 from harness.factories import decision_body, review_body
 from harness.otlp_sink import OtlpSink
 from harness.polling import wait_for
