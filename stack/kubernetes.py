@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from stack import ha
+from stack.sources import read_versions, victorialogs_flags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kubernetes"
@@ -72,22 +73,13 @@ USERS = {"app": 10001, "otelcol": 10001, "jaeger": 10001, "victorialogs": 65534,
 
 # -- sources -----------------------------------------------------------------------------------
 
-def versions() -> dict[str, str]:
-    out = {}
-    for line in (REPO_ROOT / "versions.env").read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key] = value
-    return out
-
-
 def app_version() -> str:
     return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def images() -> dict[str, str]:
     """Every image, at the tag versions.env pins (ours: the app's version, the collector's)."""
-    v = versions()
+    v = read_versions()
     return {
         "app": f"hitl-review:{app_version()}",
         "gateway": f"hitl-otelcol:{v['OTELCOL_VERSION']}",
@@ -116,11 +108,6 @@ def app_resources() -> dict[str, float]:
 def limited(service: str, cpu_request: str) -> dict:
     res = limits_of(service)
     return resources(cpu_request, f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}")
-
-
-def victorialogs_flags() -> list[str]:
-    lines = (REPO_ROOT / "victorialogs" / "victoria-logs.flags").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
 def _read(rel: str) -> str:
@@ -544,7 +531,7 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
 def grafana_objects(configs: dict[str, dict]) -> list[dict]:
     def files(cm: str, prefix: str) -> dict:
         return {"configMap": {"name": cm, "items": [{"key": k, "path": f"{prefix}{k}"} for k in sorted(configs[cm]["data"])]}}
-    v = versions()
+    v = read_versions()
     pod = {"securityContext": pod_security("grafana", fs_group=True),
            "containers": [{
                "name": "grafana", "image": images()["grafana"], "imagePullPolicy": "IfNotPresent",

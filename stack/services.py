@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from stack import ha, process
+from stack.sources import victorialogs_flags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -80,16 +81,6 @@ SERVICE_ORDER = ["postgres", "redis", "jaeger", "victorialogs", "otelcol",
                  *(ha.service_name("prometheus", i) for i in range(ha.PROMETHEUS_REPLICAS)),
                  *(ha.service_name("alertmanager", i) for i in range(ha.ALERTMANAGERS)), "app", "simulator"]
 STOP_SIGNALS = {"postgres": signal.SIGINT}
-
-
-def read_versions() -> dict[str, str]:
-    versions = {}
-    for line in (REPO_ROOT / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            versions[key.strip()] = value.strip()
-    return versions
 
 
 def parse_duration(text: str) -> float:
@@ -641,12 +632,3 @@ class Stack:
         source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()
         process.write_file(target_dir / "alertmanager.yml", render_alertmanager_config(source, self.opts, secrets_dir))
 
-
-def victorialogs_flags() -> list[str]:
-    """Flags from victorialogs/victoria-logs.flags: one per line, '#' starts a comment."""
-    flags = []
-    for line in (REPO_ROOT / "victorialogs" / "victoria-logs.flags").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            flags.append(line)
-    return flags

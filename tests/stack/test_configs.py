@@ -157,14 +157,6 @@ def test_the_ha_ports_collide_with_nothing_at_any_offset_the_tests_use():
     assert len(everything) == len(set(everything)), sorted(p for p in everything if everything.count(p) > 1)
 
 
-def test_every_versions_env_line_is_a_plain_assignment():
-    # compose reads the file as an env file, build.sh sources it: both must see the same values.
-    for line in Path(REPO_ROOT / "versions.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            assert key.isupper() and value and not any(c in value for c in " '\"$`"), line
-
-
 def test_alertmanager_rendering_for_the_native_stack_passes_amtool(binaries, tmp_path):
     from stack.services import ALERTMANAGER_SECRETS_DIR, PAGERDUTY_URL, render_alertmanager_config
 
