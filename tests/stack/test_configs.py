@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -93,14 +92,6 @@ def test_prometheus_config_and_its_native_rendering_pass_promtool(binaries, tmp_
     # Exemplars are exposed for one span-metrics flush only: scraped at half of it.
     assert exporter["scrape_interval"] == "1000ms"
     assert exporter["static_configs"][0]["targets"] == [f"127.0.0.1:{8889 + offset}"]
-
-
-def test_the_ha_prometheus_config_is_generated_from_the_single_one():
-    from stack import ha
-
-    committed = (REPO_ROOT / "prometheus" / "prometheus-ha.yml").read_text()
-    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
-    assert committed == ha.ha_prometheus_config(source), "prometheus-ha.yml is stale: python -m stack generate"
 
 
 @pytest.mark.parametrize("replica", [0, 1])
