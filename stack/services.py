@@ -47,9 +47,10 @@ class Options:
     scrape_interval: str = "5s"
     flush_interval: str = "5s"
     rule_eval_interval: str | None = None
-    # Tests only: every alert's `for` capped at FAST_ALERT_FOR and Alertmanager's group waits
-    # at FAST_GROUP_WAIT / FAST_GROUP_INTERVAL, so an alert fires and resolves in seconds. The
-    # thresholds and windows themselves are proven by promtool's unit tests with the real values.
+    # Tests only: every alert's `for` capped (prometheus_config.FAST_ALERT_FOR) and Alertmanager's
+    # group waits (alertmanager_config.FAST_GROUP_WAIT / FAST_GROUP_INTERVAL), so an alert fires and
+    # resolves in seconds. The thresholds and windows themselves are proven by promtool's unit
+    # tests with the real values.
     fast_alerts: bool = False
     # Base URL of a receiver for Alertmanager's notifications (PagerDuty at <url>/pagerduty,
     # Slack <url>/slack, heartbeat <url>/heartbeat); None: they go to a closed local port.
