@@ -10,8 +10,6 @@ stack/prometheus_config.py and stack/alertmanager_config.py. Ports: stack/ports.
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import signal
 import shutil
 import subprocess
@@ -20,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from stack import ha, process, prometheus_config, yaml_dump
-from stack.alertmanager_config import (ALERTMANAGER_SECRETS_DIR, NOWHERE, PAGERDUTY_URL,  # noqa: F401 (used by tests)
+from stack import ha, local_secrets, postgres, process, prometheus_config, yaml_dump
+from stack.alertmanager_config import (ALERTMANAGER_SECRETS_DIR, PAGERDUTY_URL,  # noqa: F401 (used by tests)
                                        render_alertmanager_config)
 from stack.durations import parse_duration  # noqa: F401 (stack.cli's options)
 from stack.ports import (APP_PORT, HOST, PG_PORT, PORTS, REDIS_PORT, TEST_PORT_OFFSET,  # noqa: F401 (imported from here)
@@ -112,6 +110,7 @@ class Stack:
         self.data = self.run / "data"
         self.token_file = self.config / "otelcol-ingest-tokens"
         self.sim_keys_file = self.config / "simulator-keys.env"
+        self.postgres = postgres.Postgres(run_dir=self.run, data_dir=self.data, port=opts.pg_port)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -128,81 +127,13 @@ class Stack:
             del env[key]
         return env
 
-    def _secret(self, path: Path, prefix: str) -> str:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{prefix}{secrets.token_urlsafe(24)}\n")
-            path.chmod(0o600)
-        return path.read_text().split()[0]
-
-    # -- PostgreSQL ----------------------------------------------------------------------------
+    # -- PostgreSQL (stack/postgres.py) --------------------------------------------------------
 
     def pg_bin(self) -> Path:
-        override = os.environ.get("HITL_STACK_PG_BIN")
-        if override:
-            return Path(override)
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
-        if not found:
-            raise RuntimeError("PostgreSQL server not found (apt-get install postgresql)")
-        return found[-1].parent
-
-    def pg_user(self) -> str | None:
-        """PostgreSQL refuses to run as root: run it as the 'postgres' system user then."""
-        return "postgres" if os.geteuid() == 0 else None
+        return postgres.bin_dir()
 
     def pg_dir(self) -> Path:
-        """Postgres' own directory. As root, the run dir usually sits under /root, which the
-        postgres user cannot enter, so the data then lives under /var/tmp (linked from the run
-        dir)."""
-        link = self.data / "postgres"
-        if self.pg_user() is None:
-            return link
-        if link.is_symlink() or link.exists():
-            return link.resolve()
-        key = re.sub(r"[^A-Za-z0-9]+", "-", str(self.run)).strip("-")
-        return Path("/var/tmp/hitl-stack-postgres") / key
-
-    def pg_prepare(self) -> None:
-        pg = self.pg_dir()
-        user = self.pg_user()
-        if user:
-            Path("/var/tmp/hitl-stack-postgres").mkdir(mode=0o755, exist_ok=True)
-            link = self.data / "postgres"
-            if not link.exists():
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(pg)
-        (pg / "socket").mkdir(parents=True, exist_ok=True)
-        if user:
-            shutil.chown(pg, user, user)
-            shutil.chown(pg / "socket", user, user)
-        if (pg / "data" / "PG_VERSION").exists():
-            return
-        pwfile = pg / "pwfile"
-        pwfile.write_text("hitl\n")
-        if user:
-            shutil.chown(pwfile, user, user)
-        # Superuser "hitl" (password "hitl") - a local development database only. Local socket
-        # connections are trusted; TCP needs the password.
-        argv = [str(self.pg_bin() / "initdb"), "-D", str(pg / "data"), "-U", "hitl",
-                f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                "-E", "UTF8", "--locale=C.UTF-8"]
-        done = subprocess.run(argv, capture_output=True, text=True, user=user, group=user,
-                              extra_groups=[] if user else None, cwd="/")
-        pwfile.unlink()
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
-
-    def pg_create_database(self) -> None:
-        psql = [str(self.pg_bin() / "psql"), "-h", str(self.pg_dir() / "socket"),
-                "-p", str(self.opts.pg_port), "-U", "hitl", "-d", "postgres", "-tAc"]
-        user = self.pg_user()
-        kw = dict(capture_output=True, text=True, user=user, group=user,
-                  extra_groups=[] if user else None, cwd="/")
-        exists = subprocess.run(psql + ["SELECT 1 FROM pg_database WHERE datname = 'hitl'"], **kw)
-        if exists.stdout.strip() != "1":
-            created = subprocess.run(psql + ["CREATE DATABASE hitl"], **kw)
-            if created.returncode != 0:
-                raise RuntimeError(f"CREATE DATABASE failed: {created.stderr}")
+        return self.postgres.root()
 
     # -- environment of the app and simulator -------------------------------------------------
 
@@ -268,11 +199,11 @@ class Stack:
                       "-c", f"unix_socket_directories={pg / 'socket'}",
                       # A throw-away development database: trade durability for speed.
                       "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                user=self.pg_user(),
-                prepare=self.pg_prepare,
+                user=postgres.system_user(),
+                prepare=self.postgres.prepare,
                 health=lambda: process.command_probe(
                     ["pg_isready", "-q", "-h", HOST, "-p", str(o.pg_port)]),
-                after_healthy=self.pg_create_database,
+                after_healthy=self.postgres.create_database,
                 urls={"PostgreSQL": f"postgresql://hitl:hitl@{HOST}:{o.pg_port}/hitl"},
             ),
             Service(
@@ -364,7 +295,7 @@ class Stack:
             name="otelcol",
             argv=[self.bin["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
             env=self.collector_env(self.ports, "otelcol"),
-            prepare=lambda: self._secret(self.token_file, "ingest-"),
+            prepare=lambda: local_secrets.ensure_token(self.token_file, "ingest-"),
             health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
             urls=self._otlp_urls() | {
                 "Collector metrics for Prometheus": f"http://{HOST}:{self.ports['otelcol_prometheus']}/metrics"},
@@ -384,7 +315,7 @@ class Stack:
                 name=name,
                 argv=[self.bin["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
                 env=self.collector_env(p, name),
-                prepare=lambda: self._secret(self.token_file, "ingest-"),
+                prepare=lambda: local_secrets.ensure_token(self.token_file, "ingest-"),
                 health=lambda p=p: process.http_probe(f"http://{HOST}:{p['otelcol_health']}/"),
                 urls={f"Gateway {i} metrics for Prometheus": f"http://{HOST}:{p['otelcol_prometheus']}/metrics"},
             ))
@@ -394,7 +325,7 @@ class Stack:
             argv=[self.bin["otelcol-hitl-agent"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'agent.yaml'}",
                   f"--config=file:{resolver}"],
             env=self.collector_env(self.ports, "agent"),
-            prepare=lambda: (self._secret(self.token_file, "ingest-"), self.write_agent_resolver(resolver)),
+            prepare=lambda: (local_secrets.ensure_token(self.token_file, "ingest-"), self.write_agent_resolver(resolver)),
             health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
             urls=self._otlp_urls(),
         ))
@@ -477,21 +408,7 @@ class Stack:
         (Alertmanager's API still shows every alert)."""
         target_dir = self.config / "alertmanager"
         secrets_dir = target_dir / "secrets"
-        secrets_dir.mkdir(parents=True, exist_ok=True)
-        sink = self.opts.alert_sink or NOWHERE
-        values = {
-            "pagerduty-routing-key": "dev-routing-key-not-a-secret",
-            "slack-webhook-url": f"{sink}/slack",
-            "smtp-password": "dev-smtp-password-not-a-secret",
-            "heartbeat-url": f"{sink}/heartbeat",
-        }
-        for name, value in values.items():
-            path = secrets_dir / name
-            # Kept when already there (a developer may put real ones in), except the URLs that
-            # must point at this run's sink.
-            if path.exists() and not (self.opts.alert_sink and name.endswith("-url")):
-                continue
-            process.write_file(path, value + "\n", 0o600)
+        local_secrets.write_alertmanager_secrets(secrets_dir, self.opts.alert_sink)
         source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()
         process.write_file(target_dir / "alertmanager.yml", render_alertmanager_config(source, self.opts, secrets_dir))
 
