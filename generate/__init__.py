@@ -19,7 +19,7 @@ reads what an earlier one wrote: the Kubernetes ConfigMaps carry the SLO rules a
 copies the checkout (the files git has or would add) into a temporary directory, runs the
 generators there and compares every generated file, including ones that should not exist. A
 generator it cannot run (Sloth not built) is named and fails the check (exit 3): nothing is
-taken as up to date unchecked. It needs no network.
+taken as up to date unchecked; a generator that fails makes it exit 2. It needs no network.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from stack.generated import COMMAND, yaml_header
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXIT_DRIFT = 1
+EXIT_FAILED = 2
 EXIT_UNAVAILABLE = 3
 
 
@@ -209,11 +210,11 @@ def check(names: list[str] | None = None) -> int:
         copy_checkout(copy)
         # A child interpreter in the copy: every generator reads its sources relative to its own
         # module, so the copy's modules must be the ones imported (python -m puts the cwd first).
-        argv = [sys.executable, "-m", "generate", *(arg for g in generators if names for arg in ("--only", g.name))]
-        done = subprocess.run(argv, cwd=copy, capture_output=True, text=True)
+        only = [arg for g in generators for arg in ("--only", g.name)] if names else []
+        done = subprocess.run([sys.executable, "-m", "generate", *only], cwd=copy, capture_output=True, text=True)
         if done.returncode not in (0, EXIT_UNAVAILABLE):
             print(f"{COMMAND} failed in a copy of the checkout:\n{done.stdout}{done.stderr}", file=sys.stderr)
-            return 2
+            return EXIT_FAILED
         diffs = drift(copy, generators)
     for diff in diffs:
         sys.stderr.write(diff)
