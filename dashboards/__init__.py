@@ -1,8 +1,8 @@
 """The HITL Grafana dashboards as code (grafana-foundation-sdk).
 
-`python -m dashboards` writes grafana/dashboards/<uid>.json, which Grafana loads through
-grafana/provisioning/dashboards/dashboards.yaml; `python -m dashboards --check` fails when the
-committed JSON differs from what the code generates (CI runs it, and tests/grafana does too).
+`python -m generate` writes grafana/dashboards/<uid>.json from render_all(), which Grafana loads
+through grafana/provisioning/dashboards/dashboards.yaml; `python -m generate --check` fails when
+the committed JSON differs from what the code generates (CI runs it: tests/test_generated.py).
 `dashboards.queries` lists every query the dashboards and datasources run, for the live tests.
 """
 

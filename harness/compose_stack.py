@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from stack.ports import IN_CONTAINER
+
 REPO = Path(__file__).resolve().parents[1]
 OVERLAY = REPO / "tests" / "compose" / "compose.test.yaml"
 HA_OVERLAY = REPO / "tests" / "compose" / "compose.ha.test.yaml"
@@ -29,11 +31,12 @@ PROJECT = "hitl-test"
 HA_PROJECT = "hitl-ha-test"
 HOST = "127.0.0.1"
 # Host ports of compose.test.yaml, for HITL_TEST_PORT_PREFIX=2 (the HA project's prefix 3 turns
-# 28000 into 38000); compose.ha.test.yaml adds the HA services'.
-PORTS = {"app": 28000, "otlp_grpc": 24317, "otlp_http": 24318, "otlp_auth_grpc": 24319,
-         "otlp_auth_http": 24320, "otelcol_telemetry": 28888, "otelcol_prometheus": 28889,
-         "jaeger_query_http": 26686, "victorialogs": 29428, "prometheus": 29090, "alertmanager": 29093,
-         "prometheus_1": 29190, "alertmanager_1": 29193, "alertmanager_2": 29194}
+# 28000 into 38000): the prefix and the last four digits of the container port (stack/ports.py);
+# compose.ha.test.yaml adds the HA services' (Prometheus replica 1, Alertmanagers 1 and 2).
+PORTS = {name: int("2" + str(IN_CONTAINER[name])[-4:])
+         for name in ("app", "otlp_grpc", "otlp_http", "otlp_auth_grpc", "otlp_auth_http", "otelcol_telemetry",
+                      "otelcol_prometheus", "jaeger_query_http", "victorialogs", "prometheus", "alertmanager")}
+PORTS |= {"prometheus_1": 29190, "alertmanager_1": 29193, "alertmanager_2": 29194}
 # Everything but Grafana (its image cannot be built here: README) and the simulator (its load
 # would change the exact counts the end-to-end tests assert; started on its own where needed).
 SERVICES = ["config-init", "postgres", "redis", "app-init", "app", "otel-collector", "jaeger", "victorialogs",

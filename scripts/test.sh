@@ -35,8 +35,8 @@ fi
 
 # The end-to-end tests run the native stack; the compose tests the Compose CLI; tests/kubernetes a
 # kube-apiserver, controller manager, kubectl, etcd and kubeconform; the benchmark smoke tests
-# telemetrygen and vegeta; the SLO rules' drift test Sloth. Each build.sh call is a no-op when
-# cached (cold: docs/benchmarks.md).
+# telemetrygen and vegeta; the generated files' drift check (tests/test_generated.py) Sloth.
+# Each build.sh call is a no-op when cached (cold: docs/benchmarks.md).
 # - The stack and the Compose CLI are built first, in the background while the Docker engine
 #   starts and the twins that need no native binary are built (debootstrap, the Go twin).
 # - The late targets, which only a few tests need, are built at idle CPU priority from the start

@@ -5,5 +5,6 @@
 Builds the pinned binaries (stack/build.sh), renders the repository's config files for
 localhost into a run directory and runs every backend as a detached local process listening on
 127.0.0.1 only: PostgreSQL and Redis (Debian packages), Jaeger, VictoriaLogs, the OpenTelemetry
-Collector, Prometheus, Alertmanager, then the app and the simulator. Standard library only.
+Collector, Prometheus, Alertmanager, then the app and the simulator. Standard library and PyYAML
+(the configs it derives are loaded, changed and dumped as data).
 """

@@ -233,18 +233,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    """Write the files generated from others (prometheus/prometheus-ha.yml); tests/stack checks
-    that the committed ones are what this writes."""
-    source = REPO_ROOT / "prometheus" / "prometheus.yml"
-    target = REPO_ROOT / "prometheus" / "prometheus-ha.yml"
-    target.write_text(ha.ha_prometheus_config(source.read_text()))
-    say(f"wrote {target.relative_to(REPO_ROOT)}")
-    written = kubernetes.write()
-    say(f"wrote {len(written)} files under {kubernetes.DEPLOY_DIR.relative_to(REPO_ROOT)}")
-    return 0
-
-
 def cmd_k8s_secrets(args: argparse.Namespace) -> int:
     """Print the Secrets of a Kubernetes overlay, from .env and the environment (which wins)."""
     env: dict[str, str] = {}
@@ -333,7 +321,6 @@ def parser() -> argparse.ArgumentParser:
                    help=", ".join(SERVICE_ORDER))
     s.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show which services run and whether they are healthy")
-    sub.add_parser("generate", help="rewrite the generated configs (prometheus/prometheus-ha.yml, deploy/kubernetes)")
     k = sub.add_parser("k8s-secrets", help="print the Secrets of a Kubernetes overlay from .env (docs/kubernetes.md)")
     k.add_argument("--overlay", choices=sorted(kubernetes.NAMESPACES), default="prod")
     k.add_argument("--env-file", default=".env", help="compose's .env (default: ./.env); the environment wins")
@@ -350,8 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(args)
     if args.command == "stop":
         return cmd_stop(args)
-    if args.command == "generate":
-        return cmd_generate(args)
     if args.command == "k8s-secrets":
         return cmd_k8s_secrets(args)
     return cmd_status(args)

@@ -1,17 +1,15 @@
-"""What the native stack runs: paths, ports, rendered configs and one Service per process.
+"""What the native stack runs: one Service per process, with its paths, environment and health.
 
 The config files in the repository are written for docker compose (0.0.0.0 listeners and compose
 service names). The collector and Jaeger read `${env:VAR:-default}`, so here they only get
-environment variables. Prometheus cannot expand variables in scrape targets, so its file is
-rendered: compose addresses become 127.0.0.1 addresses and the global intervals are set, by
-render_prometheus_config() - a plain, deterministic text substitution.
+environment variables. Prometheus cannot expand variables in scrape targets and Alertmanager reads
+its secrets from fixed paths, so their files are rendered per run, as data:
+stack/prometheus_config.py and stack/alertmanager_config.py. Ports: stack/ports.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import signal
 import shutil
 import subprocess
@@ -20,57 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from stack import ha, process
+from stack import ha, local_secrets, postgres, process, prometheus_config, yaml_dump
+from stack.alertmanager_config import (ALERTMANAGER_SECRETS_DIR, PAGERDUTY_URL,  # noqa: F401 (used by tests)
+                                       render_alertmanager_config)
+from stack.durations import parse_duration  # noqa: F401 (stack.cli's options)
+from stack.ports import (APP_PORT, HOST, PG_PORT, PORTS, REDIS_PORT, TEST_PORT_OFFSET,  # noqa: F401 (imported from here)
+                         ports)
+from stack.sources import victorialogs_flags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-
-# Native ports. Where two components use the same default port on one host (Jaeger and the
-# collector both default to 4317/4318, 13133 and 8888), Jaeger's move.
-PORTS = {
-    "otlp_grpc": 4317,
-    "otlp_http": 4318,
-    "otlp_auth_grpc": 4319,
-    "otlp_auth_http": 4320,
-    "otelcol_prometheus": 8889,
-    "otelcol_telemetry": 8888,
-    "otelcol_health": 13133,
-    "otelcol_zpages": 55679,
-    "jaeger_otlp_grpc": 14317,
-    "jaeger_otlp_http": 14318,
-    "jaeger_query_http": 16686,
-    "jaeger_query_grpc": 16685,
-    "jaeger_health": 14133,
-    "jaeger_metrics": 14269,
-    "victorialogs": 9428,
-    "prometheus": 9090,
-    "alertmanager": 9093,
-}
-
-# Defaults of the options with the same names (PostgreSQL, Redis, app).
-PG_PORT, REDIS_PORT, APP_PORT = 5432, 6379, 8000
-
-# A second stack (the end-to-end tests) runs next to a developer's one with every port shifted
-# by an offset. 100 is safe: no shifted port collides with an unshifted one.
-TEST_PORT_OFFSET = 100
-
-
-def ports(offset: int = 0) -> dict[str, int]:
-    return {name: port + offset for name, port in PORTS.items()}
-
-
-def prometheus_targets(offset: int = 0) -> dict[str, str]:
-    """Compose address in prometheus/prometheus.yml -> native address."""
-    p = ports(offset)
-    return {
-        "otel-collector:8889": f"{HOST}:{p['otelcol_prometheus']}",
-        "otel-collector:8888": f"{HOST}:{p['otelcol_telemetry']}",
-        "jaeger:8888": f"{HOST}:{p['jaeger_metrics']}",
-        "victorialogs:9428": f"{HOST}:{p['victorialogs']}",
-        "alertmanager:9093": f"{HOST}:{p['alertmanager']}",
-        "localhost:9090": f"{HOST}:{p['prometheus']}",
-    }
-EXPORTER_JOB = "otel-collector-exporter"
 TOPOLOGIES = ("single", "ha")
 
 # Start order (`down` stops in reverse). PostgreSQL gets SIGINT, its "fast" shutdown: on
@@ -82,29 +38,6 @@ SERVICE_ORDER = ["postgres", "redis", "jaeger", "victorialogs", "otelcol",
 STOP_SIGNALS = {"postgres": signal.SIGINT}
 
 
-def read_versions() -> dict[str, str]:
-    versions = {}
-    for line in (REPO_ROOT / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            versions[key.strip()] = value.strip()
-    return versions
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus/Go duration such as 5s, 500ms, 1m30s."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 5s, 500ms, 1m)")
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-def format_ms(seconds: float) -> str:
-    return f"{max(1, round(seconds * 1000))}ms"
-
-
 @dataclass
 class Options:
     run_dir: Path
@@ -112,9 +45,10 @@ class Options:
     scrape_interval: str = "5s"
     flush_interval: str = "5s"
     rule_eval_interval: str | None = None
-    # Tests only: every alert's `for` capped at FAST_ALERT_FOR and Alertmanager's group waits
-    # at FAST_GROUP_WAIT / FAST_GROUP_INTERVAL, so an alert fires and resolves in seconds. The
-    # thresholds and windows themselves are proven by promtool's unit tests with the real values.
+    # Tests only: every alert's `for` capped (prometheus_config.FAST_ALERT_FOR) and Alertmanager's
+    # group waits (alertmanager_config.FAST_GROUP_WAIT / FAST_GROUP_INTERVAL), so an alert fires and
+    # resolves in seconds. The thresholds and windows themselves are proven by promtool's unit
+    # tests with the real values.
     fast_alerts: bool = False
     # Base URL of a receiver for Alertmanager's notifications (PagerDuty at <url>/pagerduty,
     # Slack <url>/slack, heartbeat <url>/heartbeat); None: they go to a closed local port.
@@ -133,103 +67,20 @@ class Options:
     gateways: int = ha.DEFAULT_GATEWAYS
 
 
-FAST_ALERT_FOR = 5.0
-FAST_GROUP_WAIT = 1.0
-FAST_GROUP_INTERVAL = 5.0
-ALERTMANAGER_SECRETS_DIR = "/etc/alertmanager/secrets/"
-PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-# Nothing listens on the discard port: notifications fail fast and are counted as failed.
-NOWHERE = f"http://{HOST}:9"
-
-
-def cap_durations(text: str, key: str, cap_seconds: float) -> str:
-    """Every `key: <duration>` line with a longer duration gets the cap."""
-    def cap(match: re.Match) -> str:
-        if parse_duration(match.group(2)) <= cap_seconds:
-            return match.group(0)
-        return f"{match.group(1)}{format_ms(cap_seconds)}"
-    return re.sub(rf"^(\s*{key}:\s*)(\d[0-9a-z.]*)\s*$", cap, text, flags=re.M)
-
-
-def render_alertmanager_config(source: str, opts: Options, secrets_dir: Path) -> str:
-    """alertmanager.yml for localhost: secrets from the run dir, PagerDuty to the sink."""
-    text = source.replace(ALERTMANAGER_SECRETS_DIR, f"{secrets_dir}/")
-    text = text.replace(PAGERDUTY_URL, f"{opts.alert_sink or NOWHERE}/pagerduty")
-    if opts.alert_smtp:
-        text = re.sub(r"^(\s*smtp_smarthost:\s*).*$", rf"\g<1>{opts.alert_smtp}", text, flags=re.M)
-        text = re.sub(r"^(\s*smtp_require_tls:\s*).*$", r"\g<1>false", text, flags=re.M)
-    if opts.fast_alerts:
-        text = cap_durations(text, "group_wait", FAST_GROUP_WAIT)
-        text = cap_durations(text, "group_interval", FAST_GROUP_INTERVAL)
-    return text
-
-
 def render_prometheus_config(source: str, opts: Options, *, native_targets: bool = True,
                              extra_targets: dict[str, str] | None = None) -> str:
-    """prometheus.yml for localhost: replace compose targets and set the intervals.
-
-    Rules, applied line by line: a quoted "host:port" known to prometheus_targets() is replaced;
-    `scrape_interval` / `evaluation_interval` directly under `global:` are set from the options;
-    the exporter job gets a scrape_interval of at most half the span-metrics flush interval,
-    because each exemplar is exposed for one flush interval only. Any compose host left over is
-    an error (a target added to the file but not to prometheus_targets()).
-    native_targets=False keeps the compose targets (the compose tests' copy, intervals only).
-    """
-    scrape = parse_duration(opts.scrape_interval)
-    exporter_interval = format_ms(min(scrape, parse_duration(opts.flush_interval) / 2))
-    targets = (prometheus_targets(opts.port_offset) | (extra_targets or {})) if native_targets else {}
-    out: list[str] = []
-    section = None
-    job = None
-    for line in source.splitlines():
-        top = re.match(r"^([A-Za-z_]+):", line)
-        if top:
-            section, job = top.group(1), None
-        job_match = re.match(r"^  - job_name:\s*(\S+)", line) if section == "scrape_configs" else None
-        if job_match:
-            job = job_match.group(1)
-        if section == "global" and re.match(r"^  scrape_interval:", line):
-            line = f"  scrape_interval: {opts.scrape_interval}"
-        elif section == "global" and opts.rule_eval_interval and re.match(r"^  evaluation_interval:", line):
-            line = f"  evaluation_interval: {opts.rule_eval_interval}"
-        elif job == EXPORTER_JOB and re.match(r"^    scrape_(interval|timeout):", line):
-            continue  # replaced by the line inserted after job_name below
-        for compose_addr, native_addr in targets.items():
-            line = line.replace(f'"{compose_addr}"', f'"{native_addr}"')
-        out.append(line)
-        if job_match and job == EXPORTER_JOB:
-            out.append(f"    scrape_interval: {exporter_interval}")
-    text = "\n".join(out) + "\n"
-    leftover = sorted(set(re.findall(r'"([A-Za-z][A-Za-z0-9.-]*:\d+)"', text)))
-    if native_targets and leftover:
-        raise ValueError(f"prometheus.yml has targets the native stack does not map: {leftover}")
-    return text
+    """prometheus.yml of source for this host (stack/prometheus_config.py native_shape());
+    native_targets=False keeps the compose addresses (the compose tests' copy: intervals only)."""
+    targets = (prometheus_config.native_targets(opts.port_offset) | (extra_targets or {})) if native_targets else None
+    return yaml_dump.dump(prometheus_config.native_shape(prometheus_config.load(source), opts, targets=targets))
 
 
 def render_prometheus_dir(target_dir: Path, opts: Options, *, native_targets: bool = True,
                           source: str | None = None, extra_targets: dict[str, str] | None = None) -> None:
-    """prometheus.yml (render_prometheus_config of source, default prometheus/prometheus.yml) and
-    the rules/ it loads into target_dir.
-
-    rule_files are relative to the config file: rules/ is the repository's rules, or with
-    fast_alerts a copy whose `for` durations are capped."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    source = source or (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
-    process.write_file(target_dir / "prometheus.yml",
-                       render_prometheus_config(source, opts, native_targets=native_targets, extra_targets=extra_targets))
-    rules = target_dir / "rules"
-    if rules.is_symlink() or rules.is_file():
-        rules.unlink()
-    elif rules.exists():
-        shutil.rmtree(rules)
-    if native_targets and not opts.fast_alerts:
-        rules.symlink_to(REPO_ROOT / "prometheus" / "rules", target_is_directory=True)
-        return
-    # A copy (a symlink would not resolve inside a container the folder is mounted into).
-    rules.mkdir()
-    for source_file in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
-        text = source_file.read_text()
-        (rules / source_file.name).write_text(cap_durations(text, "for", FAST_ALERT_FOR) if opts.fast_alerts else text)
+    """prometheus.yml of source (default prometheus/prometheus.yml) and the rules/ it loads, into
+    target_dir (stack/prometheus_config.py render_dir())."""
+    targets = (prometheus_config.native_targets(opts.port_offset) | (extra_targets or {})) if native_targets else None
+    prometheus_config.render_dir(target_dir, opts, prometheus_config.load(source), targets=targets)
 
 
 @dataclass
@@ -259,6 +110,7 @@ class Stack:
         self.data = self.run / "data"
         self.token_file = self.config / "otelcol-ingest-tokens"
         self.sim_keys_file = self.config / "simulator-keys.env"
+        self.postgres = postgres.Postgres(run_dir=self.run, data_dir=self.data, port=opts.pg_port)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -275,81 +127,13 @@ class Stack:
             del env[key]
         return env
 
-    def _secret(self, path: Path, prefix: str) -> str:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{prefix}{secrets.token_urlsafe(24)}\n")
-            path.chmod(0o600)
-        return path.read_text().split()[0]
-
-    # -- PostgreSQL ----------------------------------------------------------------------------
+    # -- PostgreSQL (stack/postgres.py) --------------------------------------------------------
 
     def pg_bin(self) -> Path:
-        override = os.environ.get("HITL_STACK_PG_BIN")
-        if override:
-            return Path(override)
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
-        if not found:
-            raise RuntimeError("PostgreSQL server not found (apt-get install postgresql)")
-        return found[-1].parent
-
-    def pg_user(self) -> str | None:
-        """PostgreSQL refuses to run as root: run it as the 'postgres' system user then."""
-        return "postgres" if os.geteuid() == 0 else None
+        return postgres.bin_dir()
 
     def pg_dir(self) -> Path:
-        """Postgres' own directory. As root, the run dir usually sits under /root, which the
-        postgres user cannot enter, so the data then lives under /var/tmp (linked from the run
-        dir)."""
-        link = self.data / "postgres"
-        if self.pg_user() is None:
-            return link
-        if link.is_symlink() or link.exists():
-            return link.resolve()
-        key = re.sub(r"[^A-Za-z0-9]+", "-", str(self.run)).strip("-")
-        return Path("/var/tmp/hitl-stack-postgres") / key
-
-    def pg_prepare(self) -> None:
-        pg = self.pg_dir()
-        user = self.pg_user()
-        if user:
-            Path("/var/tmp/hitl-stack-postgres").mkdir(mode=0o755, exist_ok=True)
-            link = self.data / "postgres"
-            if not link.exists():
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(pg)
-        (pg / "socket").mkdir(parents=True, exist_ok=True)
-        if user:
-            shutil.chown(pg, user, user)
-            shutil.chown(pg / "socket", user, user)
-        if (pg / "data" / "PG_VERSION").exists():
-            return
-        pwfile = pg / "pwfile"
-        pwfile.write_text("hitl\n")
-        if user:
-            shutil.chown(pwfile, user, user)
-        # Superuser "hitl" (password "hitl") - a local development database only. Local socket
-        # connections are trusted; TCP needs the password.
-        argv = [str(self.pg_bin() / "initdb"), "-D", str(pg / "data"), "-U", "hitl",
-                f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                "-E", "UTF8", "--locale=C.UTF-8"]
-        done = subprocess.run(argv, capture_output=True, text=True, user=user, group=user,
-                              extra_groups=[] if user else None, cwd="/")
-        pwfile.unlink()
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
-
-    def pg_create_database(self) -> None:
-        psql = [str(self.pg_bin() / "psql"), "-h", str(self.pg_dir() / "socket"),
-                "-p", str(self.opts.pg_port), "-U", "hitl", "-d", "postgres", "-tAc"]
-        user = self.pg_user()
-        kw = dict(capture_output=True, text=True, user=user, group=user,
-                  extra_groups=[] if user else None, cwd="/")
-        exists = subprocess.run(psql + ["SELECT 1 FROM pg_database WHERE datname = 'hitl'"], **kw)
-        if exists.stdout.strip() != "1":
-            created = subprocess.run(psql + ["CREATE DATABASE hitl"], **kw)
-            if created.returncode != 0:
-                raise RuntimeError(f"CREATE DATABASE failed: {created.stderr}")
+        return self.postgres.root()
 
     # -- environment of the app and simulator -------------------------------------------------
 
@@ -415,11 +199,11 @@ class Stack:
                       "-c", f"unix_socket_directories={pg / 'socket'}",
                       # A throw-away development database: trade durability for speed.
                       "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                user=self.pg_user(),
-                prepare=self.pg_prepare,
+                user=postgres.system_user(),
+                prepare=self.postgres.prepare,
                 health=lambda: process.command_probe(
                     ["pg_isready", "-q", "-h", HOST, "-p", str(o.pg_port)]),
-                after_healthy=self.pg_create_database,
+                after_healthy=self.postgres.create_database,
                 urls={"PostgreSQL": f"postgresql://hitl:hitl@{HOST}:{o.pg_port}/hitl"},
             ),
             Service(
@@ -511,7 +295,7 @@ class Stack:
             name="otelcol",
             argv=[self.bin["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
             env=self.collector_env(self.ports, "otelcol"),
-            prepare=lambda: self._secret(self.token_file, "ingest-"),
+            prepare=lambda: local_secrets.ensure_token(self.token_file, "ingest-"),
             health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
             urls=self._otlp_urls() | {
                 "Collector metrics for Prometheus": f"http://{HOST}:{self.ports['otelcol_prometheus']}/metrics"},
@@ -531,7 +315,7 @@ class Stack:
                 name=name,
                 argv=[self.bin["otelcol-hitl"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'config.yaml'}"],
                 env=self.collector_env(p, name),
-                prepare=lambda: self._secret(self.token_file, "ingest-"),
+                prepare=lambda: local_secrets.ensure_token(self.token_file, "ingest-"),
                 health=lambda p=p: process.http_probe(f"http://{HOST}:{p['otelcol_health']}/"),
                 urls={f"Gateway {i} metrics for Prometheus": f"http://{HOST}:{p['otelcol_prometheus']}/metrics"},
             ))
@@ -541,7 +325,7 @@ class Stack:
             argv=[self.bin["otelcol-hitl-agent"], f"--config=file:{REPO_ROOT / 'otel-collector' / 'agent.yaml'}",
                   f"--config=file:{resolver}"],
             env=self.collector_env(self.ports, "agent"),
-            prepare=lambda: (self._secret(self.token_file, "ingest-"), self.write_agent_resolver(resolver)),
+            prepare=lambda: (local_secrets.ensure_token(self.token_file, "ingest-"), self.write_agent_resolver(resolver)),
             health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
             urls=self._otlp_urls(),
         ))
@@ -575,21 +359,22 @@ class Stack:
                       "--enable-feature=exemplar-storage", "--web.enable-lifecycle"],
                 env=self.base_env() | {"PROMETHEUS_REPLICA": str(r)},
                 prepare=lambda r=r: self.render_prometheus(r),
-                health=lambda url=url: process.prometheus_target_probe(url, EXPORTER_JOB),
+                health=lambda url=url: process.prometheus_target_probe(url, prometheus_config.EXPORTER_JOB),
                 urls={f"Prometheus{f' replica {r}' if replicas > 1 else ''} (API, no UI in this build)": url},
             ))
         return services
 
     def render_prometheus(self, replica: int = 0) -> None:
         target = self.config / ha.service_name("prometheus", replica)
+        offset = self.opts.port_offset
         if self.opts.topology == "single":
-            render_prometheus_dir(target, self.opts)
+            prometheus_config.render_dir(target, self.opts, prometheus_config.load(),
+                                         targets=prometheus_config.native_targets(offset))
             return
-        extra = ha.native_targets(self.opts.port_offset, self.opts.gateways)
-        extra[f"{ha.AGENT_HOST}:8888"] = f"{HOST}:{self.ports['otelcol_telemetry']}"
-        # Generated here for this run's number of gateways (prometheus-ha.yml has compose's three).
-        source = ha.ha_prometheus_config((REPO_ROOT / "prometheus" / "prometheus.yml").read_text(), self.opts.gateways)
-        render_prometheus_dir(target, self.opts, source=source, extra_targets=extra)
+        # This run's number of gateways (prometheus-ha.yml has compose's three).
+        config = prometheus_config.ha_shape(prometheus_config.load(), self.opts.gateways)
+        prometheus_config.render_dir(target, self.opts, config,
+                                     targets=prometheus_config.native_targets(offset, self.opts.gateways))
 
     def alertmanager_services(self) -> list[Service]:
         """One Alertmanager without gossip, or a cluster of three gossiping on loopback."""
@@ -623,30 +408,7 @@ class Stack:
         (Alertmanager's API still shows every alert)."""
         target_dir = self.config / "alertmanager"
         secrets_dir = target_dir / "secrets"
-        secrets_dir.mkdir(parents=True, exist_ok=True)
-        sink = self.opts.alert_sink or NOWHERE
-        values = {
-            "pagerduty-routing-key": "dev-routing-key-not-a-secret",
-            "slack-webhook-url": f"{sink}/slack",
-            "smtp-password": "dev-smtp-password-not-a-secret",
-            "heartbeat-url": f"{sink}/heartbeat",
-        }
-        for name, value in values.items():
-            path = secrets_dir / name
-            # Kept when already there (a developer may put real ones in), except the URLs that
-            # must point at this run's sink.
-            if path.exists() and not (self.opts.alert_sink and name.endswith("-url")):
-                continue
-            process.write_file(path, value + "\n", 0o600)
+        local_secrets.write_alertmanager_secrets(secrets_dir, self.opts.alert_sink)
         source = (REPO_ROOT / "alertmanager" / "alertmanager.yml").read_text()
         process.write_file(target_dir / "alertmanager.yml", render_alertmanager_config(source, self.opts, secrets_dir))
 
-
-def victorialogs_flags() -> list[str]:
-    """Flags from victorialogs/victoria-logs.flags: one per line, '#' starts a comment."""
-    flags = []
-    for line in (REPO_ROOT / "victorialogs" / "victoria-logs.flags").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            flags.append(line)
-    return flags

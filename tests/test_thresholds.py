@@ -97,7 +97,7 @@ def test_the_generated_slo_rules_carry_the_objective(name):
     objective = next(r for r in _rules(path) if r.get("record") == "slo:objective:ratio")
     value = float(re.fullmatch(r"vector\(([0-9.e-]+)\)", objective["expr"].strip()).group(1))
     assert value == pytest.approx(CONFIG["slos"][name]["objective"]), (
-        f"{path.relative_to(REPO)} is stale: scripts/generate-slo-rules.sh")
+        f"{path.relative_to(REPO)} is stale: python -m generate")
 
 
 @pytest.mark.parametrize("service", sorted(CONFIG["resources"]))

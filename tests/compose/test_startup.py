@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from stack.sources import victorialogs_flags
 from tests.compose.conftest import REPO_ROOT
 
 
@@ -104,9 +104,7 @@ def test_prometheus_keeps_exemplars(services):
 
 
 def test_victorialogs_gets_its_flags_file_line_for_line(services):
-    flags = [line.split("#", 1)[0].strip()
-             for line in Path(REPO_ROOT / "victorialogs" / "victoria-logs.flags").read_text().splitlines()]
-    flags = [f for f in flags if f]
+    flags = victorialogs_flags()
     command = services["victorialogs"]["command"]
     assert command[-len(flags):] == flags
     assert flag_names(command[:-len(flags)]) == {"-httpListenAddr", "-storageDataPath"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -95,14 +94,6 @@ def test_prometheus_config_and_its_native_rendering_pass_promtool(binaries, tmp_
     assert exporter["static_configs"][0]["targets"] == [f"127.0.0.1:{8889 + offset}"]
 
 
-def test_the_ha_prometheus_config_is_generated_from_the_single_one():
-    from stack import ha
-
-    committed = (REPO_ROOT / "prometheus" / "prometheus-ha.yml").read_text()
-    source = (REPO_ROOT / "prometheus" / "prometheus.yml").read_text()
-    assert committed == ha.ha_prometheus_config(source), "prometheus-ha.yml is stale: python -m stack generate"
-
-
 @pytest.mark.parametrize("replica", [0, 1])
 def test_the_ha_rendering_passes_promtool_and_reaches_every_gateway_and_alertmanager(binaries, tmp_path, replica):
     from stack import ha
@@ -155,14 +146,6 @@ def test_the_ha_ports_collide_with_nothing_at_any_offset_the_tests_use():
         assert ha.alertmanager_ports(0, offset)[0] == PORTS["alertmanager"] + offset
     everything = [p for offset in NATIVE_OFFSETS for p in native_port_list(offset)]
     assert len(everything) == len(set(everything)), sorted(p for p in everything if everything.count(p) > 1)
-
-
-def test_every_versions_env_line_is_a_plain_assignment():
-    # compose reads the file as an env file, build.sh sources it: both must see the same values.
-    for line in Path(REPO_ROOT / "versions.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            assert key.isupper() and value and not any(c in value for c in " '\"$`"), line
 
 
 def test_alertmanager_rendering_for_the_native_stack_passes_amtool(binaries, tmp_path):

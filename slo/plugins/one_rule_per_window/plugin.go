@@ -9,7 +9,7 @@
 // expression, so dropping the second changes nothing else. Two copies that differ are an error:
 // this plugin never chooses between two different expressions.
 //
-// Loaded by scripts/generate-slo-rules.sh (--plugins-path slo/plugins).
+// Loaded by Sloth through python -m generate (--plugins-path slo/plugins).
 package plugin
 
 import (
