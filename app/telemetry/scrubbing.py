@@ -137,11 +137,16 @@ def scrubbed_span(span: ReadableSpan) -> ReadableSpan:
         and description == status.description
     ):
         return span
-    kept_attributes = BoundedAttributes(attributes=attributes, immutable=True)
-    kept_attributes.dropped = span.dropped_attributes
-    kept_events = BoundedList(None)
-    kept_events.extend(events)
-    kept_events.dropped = span.dropped_events
+    # Plain containers unless the span had to drop some (only bounded ones carry that count):
+    # building BoundedAttributes validates every value again, ~100 times the cost of a dict.
+    kept_attributes, kept_events = attributes, events
+    if span.dropped_attributes:
+        kept_attributes = BoundedAttributes(attributes=attributes, immutable=True)
+        kept_attributes.dropped = span.dropped_attributes
+    if span.dropped_events:
+        kept_events = BoundedList(None)
+        kept_events.extend(events)
+        kept_events.dropped = span.dropped_events
     return ReadableSpan(
         name=span.name,
         context=span.context,
