@@ -8,7 +8,7 @@ import pytest
 import yaml
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -126,3 +126,18 @@ def test_the_resource_is_scrubbed(monkeypatch):
     assert resource.attributes["collector.url"] == "http://h:4317/x"
     assert "process.command_line" not in resource.attributes
     assert TOKEN not in str(dict(resource.attributes))
+
+
+def test_a_scrubbed_copy_keeps_the_dropped_counts():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2, max_events=1))
+    provider.add_span_processor(ScrubbingSpanProcessor(SimpleSpanProcessor(exporter)))
+    with provider.get_tracer("test").start_as_current_span("GET /x", kind=SpanKind.SERVER) as span:
+        span.set_attributes({"http.route": "/x", "client.address": "192.0.2.7", "http.request.method": "GET"})
+        span.add_event("first")
+        span.add_event("second", {"exception.message": f"token at /x?token={TOKEN}"})
+    (exported,) = exporter.get_finished_spans()
+    assert dict(exported.attributes) == {"http.request.method": "GET"}  # the oldest went over the limit
+    assert exported.dropped_attributes == 1 and exported.dropped_events == 1
+    assert [e.name for e in exported.events] == ["second"]
+    assert dict(exported.events[0].attributes) == {"exception.message": "token at /x"}
