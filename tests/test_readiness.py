@@ -13,13 +13,14 @@ from sqlalchemy import delete
 
 from app.auth.models import ApiKey, Role
 from app.auth.service import create_key
+from app.health.readiness import READINESS_TIMEOUT_SECONDS
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.support.app_process import free_port
 
 REQUEST_THREADS = 2
 POOL_TIMEOUT_SECONDS = 6  # longer than readiness may take: a check that waited for the pool fails
-ANSWER_BOUND_SECONDS = 3  # the readiness bound (app/health/readiness.py) and a margin
+ANSWER_BOUND_SECONDS = READINESS_TIMEOUT_SECONDS + 1
 
 
 @pytest.fixture

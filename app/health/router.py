@@ -4,6 +4,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from app.health.readiness import READINESS_TIMEOUT_SECONDS
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 
@@ -27,8 +29,8 @@ def live():
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "The database is unreachable"}},
     summary="Ready for traffic: the database answers; the cache is reported (the service runs without it)",
-    description="Answers within 2 s even when every request thread and database connection is busy "
-    "(app/health/readiness.py).",
+    description=f"Answers within {READINESS_TIMEOUT_SECONDS:g} s even when every request thread and database "
+    "connection is busy (app/health/readiness.py).",
 )
 async def ready(request: Request):
     body = await request.app.state.readiness.check()
