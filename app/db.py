@@ -25,20 +25,26 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator):
-    """Timezone-aware datetimes on every backend (SQLite drops the zone otherwise)."""
+    """Timezone-aware datetimes in UTC on every backend. SQLite keeps no zone: it stores the wall
+    time as given, so a time in another zone is converted to UTC on the way in, or it would be
+    read back as that wall time in UTC (another instant)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("naive datetime")
-        return value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: stored in UTC (above)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)  # PostgreSQL answers in the session's time zone
 
 
 class database_time(FunctionElement):  # noqa: N801 - reads as the SQL function it compiles to

@@ -13,6 +13,7 @@ from app.cache import make_cache
 from app.config import Settings, get_settings
 from app.db import Database
 from app.health.probe import DatabaseProbe
+from app.health.readiness import ReadinessCheck
 from app.health.router import router as health_router
 from app.reviews.flows import CodeHost, OutboxWorker
 from app.reviews.gauges import SharedStateGauge
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
     code_host = CodeHost(settings.code_host_url, settings.code_host_token, settings.code_host_timeout_seconds)
     probe = DatabaseProbe(settings, settings.db_probe_interval_seconds)
     metrics.observe_database(probe)
+    readiness = ReadinessCheck(settings, cache)
     shared_state = SharedStateGauge(db.sessionmaker, settings.pending_gauge_refresh_seconds)
     metrics.set_shared_state_reader(shared_state.read)
 
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
                 outbox.stop()
             shared_state.stop()
             probe.close()
+            readiness.close()
             cache.close()
             db.engine.dispose()
             if telemetry is not None:
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
     app.state.cache = cache
     app.state.code_host = code_host
     app.state.database_probe = probe
+    app.state.readiness = readiness
     app.state.shared_state = shared_state
     app.state.verifier = KeyVerifier()
     app.state.faults = Faults(

@@ -13,6 +13,8 @@ from dashboards.panels import (
 SPANS = server_spans()
 POOL = "db_client_connection"
 USED = 'db_client_connection_state="used"'
+# Recorded: Redis' evictions counted once across processes (prometheus/rules/recording.yml).
+CACHE_EVICTIONS = "service_cache_backend:hitl_cache_evictions:rate5m"
 
 
 def _hit_ratio() -> str:
@@ -131,12 +133,13 @@ def build():
         .with_panel(timeseries_panel(
             "Cache lookups, errors and evictions",
             "Lookups per second by result, cache operations that failed (the service carries on without the "
-            "cache, at the database's expense) and entries evicted by Redis.",
+            "cache, at the database's expense) and entries evicted (Redis' server-wide count once, however many "
+            "processes report it; in-process caches summed: service_cache_backend:hitl_cache_evictions:rate5m).",
             [
                 prom(f"sum({rate(app_metric('hitl_cache_hits_total'))}) or vector(0)", "hits"),
                 prom(f"sum({rate(app_metric('hitl_cache_misses_total'))})", "misses"),
                 prom(f"sum({rate(app_metric('hitl_cache_errors_total'))}) or vector(0)", "errors"),
-                prom(f"sum({rate(app_metric('hitl_cache_evictions_total'))})", "evictions"),
+                prom(f"sum({app_metric(CACHE_EVICTIONS)})", "evictions"),
             ],
             unit="ops", width=12,
         ))

@@ -38,6 +38,8 @@ class Span:
     resource: dict
     scope: str
     status_code: int
+    status_message: str = ""
+    events: list = field(default_factory=list)  # (name, attributes)
 
 
 @dataclass
@@ -112,6 +114,8 @@ class OtlpSink:
                                 resource=resource,
                                 scope=ss.scope.name,
                                 status_code=s.status.code,
+                                status_message=s.status.message,
+                                events=[(e.name, attrs(e.attributes)) for e in s.events],
                             )
                         )
 

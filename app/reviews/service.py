@@ -170,13 +170,40 @@ def decide(
         if earlier is not None:
             return earlier, False
     now = utcnow()
+    values = _decision_columns(
+        data, reviewer=reviewer, now=now, code_host=code_host, policy=policy, idempotency_key=idempotency_key,
+        digest=digest,
+    )
+    try:
+        stored = _claim_and_store(session, review_id=review_id, kind=data.decision, values=values, now=now,
+                                  policy=policy)
+    except IntegrityError:  # a concurrent request with the same Idempotency-Key stored first
+        session.rollback()
+        earlier = _decision_for_key(session, reviewer=reviewer, key=idempotency_key, digest=digest) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier, False
+    if stored is None:
+        return _refusal(session, review_id, data.decision, reviewer, idempotency_key, digest), False
+    decision, pr_number, apv_code = stored
+    _report_decision(decision, review_id=review_id, cache=cache)
+    _start_action(session, code_host=code_host, decision=decision, pr_number=pr_number, apv_code=apv_code, policy=policy)
+    return decision, True
+
+
+def _decision_columns(
+    data: DecisionCreate, *, reviewer: str, now: datetime, code_host: CodeHost, policy: RetryPolicy,
+    idempotency_key: str | None, digest: str | None,
+) -> dict:
+    """The decision row's own columns (the review's snapshot and the latency come with the claim).
+
+    With no code host there is nothing to call: the action is stored as skipped with the
+    decision instead of being recorded by a second write. Otherwise the decision's row is the
+    action's outbox entry, claimed by this request as attempt 1 for one lease (flows.py)."""
     carrier: dict[str, str] = {}
     inject(carrier)
-    # With no code host there is nothing to call: the action is stored as skipped with the
-    # decision instead of being recorded by a second write. Otherwise the decision's row is the
-    # action's outbox entry, claimed by this request as attempt 1 for one lease (flows.py).
     skipped = None if code_host.configured else NO_CODE_HOST
-    values = {
+    return {
         "id": new_id(),
         "decision": data.decision,
         "justification": data.justification,
@@ -195,51 +222,75 @@ def decide(
         "request_digest": digest,
         "created_at": now,
     }
+
+
+def _claim_and_store(
+    session: Session, *, review_id: str, kind: DecisionKind, values: dict, now: datetime, policy: RetryPolicy
+) -> tuple[Decision, int | None, str] | None:
+    """Claim the review and store the decision, committed: (decision, pr_number, apv_code), or
+    None when the review's state does not allow this decision (nothing written)."""
     params = {"review_id": review_id, "now": now}
     postgresql = session.get_bind().dialect.name == "postgresql"
-    try:
-        if postgresql:
-            params |= {f"d_{name}": value for name, value in values.items() if name != "action_next_attempt_at"}
-            params["lease_seconds"] = None if skipped else policy.lease_seconds
-            row = session.execute(_claim_and_insert(data.decision), params).one_or_none()
-            if row is None:
-                return _refusal(session, review_id, data.decision, reviewer, idempotency_key, digest), False
-            pr_number, apv_code, *snapshot, latency = row
-            snapshot = dict(zip(SNAPSHOT, snapshot, strict=True))
-        else:
-            review = session.scalars(
-                _claim_returning_review(data.decision), params, execution_options={"synchronize_session": False}
-            ).one_or_none()
-            if review is None:
-                return _refusal(session, review_id, data.decision, reviewer, idempotency_key, digest), False
-            pr_number, apv_code = review.pr_number, review.apv_code
-            snapshot = {column: getattr(review, column) for column in SNAPSHOT}
-            latency = max(0.0, (now - review.created_at).total_seconds())
-        if postgresql:  # written by the statement; left unloaded rather than marked as changed
-            values.pop("action_next_attempt_at")
-        decision = Decision(**values, review_id=review_id, **snapshot, decision_latency_seconds=latency)
-        if postgresql:
-            make_transient_to_detached(decision)  # its row exists already: later changes are UPDATEs
-        session.add(decision)
-        session.commit()
-    except IntegrityError:  # a concurrent request with the same Idempotency-Key stored first
-        session.rollback()
-        if not idempotency_key:
-            raise
-        earlier = _decision_for_key(session, reviewer=reviewer, key=idempotency_key, digest=digest)
-        if earlier is None:
-            raise
-        return earlier, False
+    if postgresql:
+        # The lease's end is computed by the statement, on the database's clock (flows.py); the
+        # object leaves it unloaded rather than marked as changed.
+        lease = values.pop("action_next_attempt_at")
+        columns = {f"d_{k}": v for k, v in values.items()}
+        claimed = _claim_and_insert_on_postgresql(
+            session, kind, params | columns | {"lease_seconds": None if lease is None else policy.lease_seconds}
+        )
+    else:
+        claimed = _claim_on_sqlite(session, kind, params, now)
+    if claimed is None:
+        return None
+    pr_number, apv_code, snapshot, latency = claimed
+    decision = Decision(**values, review_id=review_id, **snapshot, decision_latency_seconds=latency)
+    if postgresql:
+        make_transient_to_detached(decision)  # its row exists already: later changes are UPDATEs
+    session.add(decision)
+    session.commit()
+    return decision, pr_number, apv_code
 
-    attrs = {"hitl.decision": data.decision.value, "hitl.review.severity": decision.severity.value}
+
+def _claim_and_insert_on_postgresql(session: Session, kind: DecisionKind, params: dict):
+    """One statement claims the review and inserts the decision: (pr_number, apv_code, snapshot,
+    latency), or None."""
+    row = session.execute(_claim_and_insert(kind), params).one_or_none()
+    if row is None:
+        return None
+    pr_number, apv_code, *snapshot, latency = row
+    return pr_number, apv_code, dict(zip(SNAPSHOT, snapshot, strict=True)), latency
+
+
+def _claim_on_sqlite(session: Session, kind: DecisionKind, params: dict, now: datetime):
+    """The claim returns the review; the decision is inserted by the commit: (pr_number,
+    apv_code, snapshot, latency), or None."""
+    review = session.scalars(
+        _claim_returning_review(kind), params, execution_options={"synchronize_session": False}
+    ).one_or_none()
+    if review is None:
+        return None
+    snapshot = {column: getattr(review, column) for column in SNAPSHOT}
+    return review.pr_number, review.apv_code, snapshot, max(0.0, (now - review.created_at).total_seconds())
+
+
+def _report_decision(decision: Decision, *, review_id: str, cache: Cache) -> None:
+    """The decision's metrics, the request span's attributes and log line; the stats go stale."""
+    attrs = {"hitl.decision": decision.decision.value, "hitl.review.severity": decision.severity.value}
     metrics.decisions.add(1, attrs)
     metrics.decision_duration.record(decision.decision_latency_seconds, attrs)
-    span = trace.get_current_span()
-    span.set_attributes(attrs)
-    log.info("decision recorded", extra={"hitl.decision": data.decision.value, "hitl.review.id": review_id})
+    trace.get_current_span().set_attributes(attrs)
+    log.info("decision recorded", extra={"hitl.decision": decision.decision.value, "hitl.review.id": review_id})
     invalidate_stats(cache)
 
-    if skipped:  # a span (with no children, so never made current) says so in the trace
+
+def _start_action(
+    session: Session, *, code_host: CodeHost, decision: Decision, pr_number: int | None, apv_code: str,
+    policy: RetryPolicy,
+) -> None:
+    """Attempt the decision's code-host action once now (the outbox retries it), or record that it
+    was skipped."""
+    if decision.action_status == "skipped":  # a span (with no children, so never made current) says so in the trace
         outcome = {"hitl.action": decision.action, "hitl.action.outcome": "skipped"}
         tracer.start_span(f"action {decision.action}", attributes=outcome).end()
         metrics.actions.add(1, outcome)
@@ -248,7 +299,6 @@ def decide(
             session=session, code_host=code_host, decision=decision, pr_number=pr_number, apv_code=apv_code,
             policy=policy,
         )
-    return decision, True
 
 
 # Review columns a decision copies at decision time.

@@ -20,9 +20,10 @@ Choices that are not the defaults, and why:
 - Exports have a bounded timeout and shutdown a bounded flush, so a missing collector never
   holds the process past its grace period (measured here: the SDK's unbounded
   retries held a shutdown ~38 s).
-- Server spans do not carry the client's address, port, user agent or query string: personal
-  data (or tokens a client put in a URL) that the RED metrics do not need (dropped by a
-  request hook, before any export).
+- No span, log record or resource carries the client's address, port or user agent, a query
+  string, captured request headers or a URL's credentials: personal data (or tokens a client
+  put in a URL) that the RED metrics do not need. Removed in the SDK's pipeline before export,
+  in every HTTP instrumentation and semantic-convention mode (app/telemetry/scrubbing.py).
 - Health probes are not traced: they would drown the RED metrics of the real routes.
 - The instrumentations emit the stable HTTP and database semantic conventions
   (`OTEL_SEMCONV_STABILITY_OPT_IN=http,database` unless set): the collector's span metrics
@@ -61,8 +62,6 @@ PROCESS_METRICS = {
 }
 
 
-# Personal data, or a place where a careless client puts a token (?token=...).
-PERSONAL_SPAN_ATTRIBUTES = ("client.address", "client.port", "user_agent.original", "url.query")
 QUIET_LOGGERS = ("sqlalchemy", "httpx", "httpcore")
 
 
@@ -103,18 +102,6 @@ class _FilteredMeter:
 
 def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
-def drop_personal_attributes(span, scope) -> None:
-    """Server request hook: remove the client's address, port, user agent and query string.
-
-    The ASGI instrumentation has no switch to leave them out and re-sets them after the span
-    starts; this hook runs after that, while the span's attribute mapping is still mutable.
-    """
-    attributes = getattr(span, "_attributes", None)
-    if attributes is not None:
-        for key in PERSONAL_SPAN_ATTRIBUTES:
-            attributes.pop(key, None)
 
 
 @dataclass
@@ -183,6 +170,8 @@ def _exporter(signal: str):
 def build_resource(service_name: str, environment: str):
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
+    from app.telemetry.scrubbing import scrub_resource_attributes
+
     from_env = Resource.create()  # reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     attrs = dict(from_env.attributes)
     if str(attrs.get(SERVICE_NAME, "unknown_service")).startswith("unknown_service"):
@@ -190,7 +179,7 @@ def build_resource(service_name: str, environment: str):
     attrs.setdefault("service.version", __version__)
     attrs.setdefault("service.instance.id", str(uuid.uuid4()))
     attrs.setdefault("deployment.environment.name", environment)
-    return Resource(attrs, from_env.schema_url)
+    return Resource(scrub_resource_attributes(attrs), from_env.schema_url)
 
 
 def setup_telemetry(service_name: str, environment: str, *, log_level: int = logging.INFO) -> Telemetry:
@@ -215,10 +204,12 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+    from app.telemetry.scrubbing import ScrubbingLogProcessor, ScrubbingSpanProcessor
+
     resource = build_resource(service_name, environment)
 
     tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
-    tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("TRACES")))
+    tracer_provider.add_span_processor(ScrubbingSpanProcessor(BatchSpanProcessor(_exporter("TRACES"))))
     trace.set_tracer_provider(tracer_provider)
 
     interval = int(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "10000"))
@@ -231,6 +222,7 @@ def setup_telemetry(service_name: str, environment: str, *, log_level: int = log
     metrics.set_meter_provider(meter_provider)
 
     logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(ScrubbingLogProcessor())  # first: it edits the record
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("LOGS")))
     _logs.set_logger_provider(logger_provider)
     handler = LoggingHandler(level=log_level, logger_provider=logger_provider)
@@ -283,7 +275,6 @@ def instrument_app(app) -> None:
         meter_provider=InstrumentFilter(metrics.get_meter_provider(), DROPPED_INSTRUMENTATION_METRICS),
         excluded_urls=EXCLUDED_URLS,
         exclude_spans=["receive", "send"],
-        server_request_hook=drop_personal_attributes,
     )
 
 

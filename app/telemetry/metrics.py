@@ -1,4 +1,7 @@
-"""The service's own metric instruments (names, units and attributes are in contract.yaml).
+"""The service's own metric instruments. contract.yaml is their specification: every instrument
+here is one of its entries with the same name, unit and kind, and back
+(tests/telemetry/test_metrics_module.py); the attributes are compared on the exported telemetry
+(tests/telemetry/test_contract.py).
 
 Instruments are created on the global meter at import time; before telemetry is set up the
 OpenTelemetry API hands out proxies, so importing this module never needs a provider.

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from stack import kubernetes
+from tests.conftest import missing_prerequisite
 from tests.support.kube_cluster import REPO_ROOT, KubeCluster, binaries
 
 OVERLAYS = sorted(kubernetes.NAMESPACES)  # dev, prod
@@ -22,9 +23,7 @@ def kube_binaries() -> dict[str, str]:
     try:
         return binaries()
     except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing_prerequisite(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,11 @@
 """The service's real telemetry, captured by a real OTLP receiver, held against
 app/telemetry/contract.yaml — plus the shape of the decision trace, trace ids on logs, and no
-credential or personal data anywhere in what was exported."""
+credential or personal data anywhere in what was exported.
+
+Every supported mode runs: both HTTP server instrumentations (HITL_HTTP_INSTRUMENTATION) under
+the default semantic conventions and the two an operator may choose with
+OTEL_SEMCONV_STABILITY_OPT_IN (`http`, and `http/dup`, which adds the old convention's
+attributes - http.url with its query string, http.user_agent, net.peer.ip - back)."""
 
 import shutil
 import subprocess
@@ -22,13 +27,19 @@ from harness.polling import wait_for
 CONTRACT = yaml.safe_load((Path(__file__).parents[2] / "app/telemetry/contract.yaml").read_text())
 CODE_HOST_TOKEN = "code-host-secret-token-123"
 EMAIL = "alice.reviewer@example.com"
+USER_AGENT = "alice-laptop-agent/1.0"
+QUERY_SECRET = "query-secret"
+INSTRUMENTATIONS = ("contrib", "fastapi")
+SEMCONV_OPT_INS = (None, "http", "http/dup")  # None: the service's default
+MODES = [(i, s) for i in INSTRUMENTATIONS for s in SEMCONV_OPT_INS]
 SERVER, CLIENT, INTERNAL = 2, 3, 1
 KIND = {("sum", True): "counter", ("sum", False): "up_down_counter", ("histogram", None): "histogram", ("gauge", None): "gauge"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=MODES, ids=[f"{i}-{s or 'default'}" for i, s in MODES])
 def run(tmp_path_factory, request):
     """Drive every code path of the service once, as a process exporting to an OTLP sink."""
+    instrumentation, semconv = request.param
     tmp = tmp_path_factory.mktemp("contract")
     sink = OtlpSink()
     code_host = CodeHostServer(fail_next=1)
@@ -55,20 +66,22 @@ def run(tmp_path_factory, request):
             "ACTION_RETRY_BASE_SECONDS": "0.2",
             "ACTION_RETRY_POLL_SECONDS": "0.2",
             "PENDING_GAUGE_REFRESH_SECONDS": "0.2",
+            "HITL_HTTP_INSTRUMENTATION": instrumentation,
+            **({"OTEL_SEMCONV_STABILITY_OPT_IN": semconv} if semconv else {}),
         },
         log_path=tmp / "app.log",
     )
     c = httpx.Client(base_url=app.url, timeout=10)
 
     def as_(role):
-        return {"X-API-Key": keys[role], "From": EMAIL}
+        return {"X-API-Key": keys[role], "From": EMAIL, "User-Agent": USER_AGENT}
 
     reviews = [
         c.post("/api/v1/reviews", json=review_body(severity="critical"), headers=as_("pipeline")).json(),
         c.post("/api/v1/reviews", json=review_body(severity="high"), headers=as_("pipeline")).json(),
         c.post("/api/v1/reviews", json=review_body(severity="low", pr_number=None), headers=as_("pipeline")).json(),
     ]
-    c.get("/api/v1/reviews", params={"severity": "critical", "token": "query-secret"}, headers=as_("viewer"))
+    c.get("/api/v1/reviews", params={"severity": "critical", "token": QUERY_SECRET}, headers=as_("viewer"))
     c.get(f"/api/v1/reviews/{reviews[0]['id']}", headers=as_("viewer"))
     c.get("/api/v1/stats", headers=as_("viewer"))  # miss
     c.get("/api/v1/stats", headers=as_("viewer"))  # hit
@@ -94,12 +107,17 @@ def run(tmp_path_factory, request):
     sink.stop()
     code_host.close()
     yield {"sink": sink, "keys": keys, "code_host": code_host, "decided": decided, "reviews": reviews,
-           "shutdown_seconds": shutdown_seconds}
+           "shutdown_seconds": shutdown_seconds,
+           "mode": {"http_instrumentation": instrumentation, "semconv": semconv or "default"}}
+
+
+def emitted_in(metric: dict, mode: dict) -> bool:
+    return all(mode[setting] in values for setting, values in metric.get("only_when", {}).items())
 
 
 def test_metrics_match_the_contract_exactly(run):
     seen = run["sink"].metrics
-    expected = {m["name"]: m for m in CONTRACT["metrics"]}
+    expected = {m["name"]: m for m in CONTRACT["metrics"] if emitted_in(m, run["mode"])}
     assert sorted(seen) == sorted(expected), "metric names differ from contract.yaml"
     for name, spec in expected.items():
         m = seen[name]
@@ -147,6 +165,10 @@ def test_span_attributes_match_the_contract(run):
         if span.name in expected:
             seen.setdefault(span.name, set()).update(custom)
         assert not set(CONTRACT["forbidden_span_attributes"]) & set(span.attributes), span.name
+        if span.kind == SERVER:
+            assert not set(CONTRACT["forbidden_server_span_attributes"]) & set(span.attributes), span.name
+        for key in set(CONTRACT["url_span_attributes"]) & set(span.attributes):
+            assert not {"?", "#", "@"} & set(span.attributes[key]), f"{span.name}: {key}={span.attributes[key]}"
     assert seen == expected, "contract attributes never emitted"
 
 
@@ -184,15 +206,25 @@ def test_logs_carry_trace_ids_and_only_contract_attributes(run):
 
 
 def test_no_credential_or_personal_data_is_exported(run):
-    secrets = [*run["keys"].values(), CODE_HOST_TOKEN, EMAIL, "query-secret", "hitl_wrong-key"]
+    secrets = [*run["keys"].values(), CODE_HOST_TOKEN, EMAIL, QUERY_SECRET, "hitl_wrong-key", USER_AGENT]
     exported = []
+    resources = []
     for s in run["sink"].spans:
         exported += [str(v) for v in s.attributes.values()]
+        exported.append(s.status_message)
+        for name, attributes in s.events:
+            exported += [name, *map(str, attributes.values())]
+        resources.append(s.resource)
     for r in run["sink"].logs:
         exported += [str(r.body), *map(str, r.attributes.values())]
+        resources.append(r.resource)
     for m in run["sink"].metrics.values():
         exported += [str(v) for a, _ in m.points for v in a.values()]
+        resources.append(m.resource)
+    for resource in resources:
+        exported += [str(v) for v in resource.values()]
     blob = "\n".join(exported)
+    assert "HTTP 502" in blob, "the failed action's status description was read"
     leaked = [s for s in secrets if s in blob]
     assert not leaked, f"exported telemetry contains {leaked}"
 
