@@ -16,7 +16,7 @@ from app.auth.service import create_key
 from app.health.readiness import READINESS_TIMEOUT_SECONDS
 from app.main import create_app
 from tests.conftest import make_settings
-from tests.support.app_process import free_port
+from harness.app_process import free_port
 
 REQUEST_THREADS = 2
 POOL_TIMEOUT_SECONDS = 6  # longer than readiness may take: a check that waited for the pool fails

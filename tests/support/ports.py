@@ -43,7 +43,7 @@ def native_ports(offset: int) -> set[int]:
 
 
 def compose_ports(prefix: str) -> set[int]:
-    from tests.support.compose_stack import PORTS as COMPOSE_PORTS  # prefix 2 is the default one
+    from harness.compose_stack import PORTS as COMPOSE_PORTS  # prefix 2 is the default one
 
     return {int(prefix + str(p)[1:]) for p in COMPOSE_PORTS.values()}
 
