@@ -55,7 +55,7 @@ from stack import process
 REPO = Path(__file__).resolve().parents[1]
 MIX = [("list", 6), ("get", 6), ("submit", 3), ("decide", 3), ("stats", 2)]
 SLO_P95_SECONDS = 0.5
-VL_PORT = common.BASE + 28  # 21028, inside the gateway benchmark's port block
+VL_PORT = common.PORTS["victorialogs"]
 
 
 @dataclass

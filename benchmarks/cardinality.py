@@ -47,10 +47,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from benchmarks import common
 from stack import process
+from stack.ports import benchmark_ports
 
 REPO = Path(__file__).resolve().parents[1]
-PORTS = common.ports_at(21100)  # apart from the other capacity benchmarks' block (21000-21099)
-PROMETHEUS_PORT = 21190
+PORTS = benchmark_ports("cardinality")
+PROMETHEUS_PORT = PORTS["prometheus_server"]
 STATUSES = [200, 404, 201, 500, 409, 503, 401, 422]
 SPAN_METRIC = re.compile(r"^traces_span_metrics_\w+[{ ]")
 

@@ -16,23 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from stack import process
+from stack.ports import HOST, benchmark_ports
 
 REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-# Ports of the gateway and app capacity benchmarks: 21000-21099, apart from every stack's and below
-# the kernel's ephemeral range (a client's source port once took 47020 from a fixed block up there).
-BASE = 21000
-OFFSETS = {"otlp_grpc": 17, "otlp_http": 18, "otlp_auth_grpc": 19, "otlp_auth_http": 20, "prometheus": 89,
-           "telemetry": 88, "health": 33, "zpages": 79, "jaeger_otlp_grpc": 57, "jaeger_otlp_http": 58,
-           "jaeger_query_http": 86, "jaeger_query_grpc": 85, "jaeger_health": 34, "jaeger_metrics": 69}
-
-
-def ports_at(base: int) -> dict[str, int]:
-    """The collector's and Jaeger's ports in the block of 100 starting at `base`."""
-    return {name: base + offset for name, offset in OFFSETS.items()}
-
-
-PORTS = ports_at(BASE)
+# The gateway and app capacity benchmarks' block (the others name theirs).
+PORTS = benchmark_ports("gateway_capacity")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -131,7 +119,7 @@ def pinned(cpus: set[int] | None):
 
 class Pipeline:
     """Jaeger (or, --alone, a sink in its place) and one collector at a time, on a block of ports
-    (`ports_at`) of the benchmark's own."""
+    (`stack.ports.benchmark_ports`) of the benchmark's own."""
 
     def __init__(self, bins: dict[str, str], work: Path, ports: dict[str, int], alone: bool = False):
         self.bins, self.work, self.ports = bins, work, ports

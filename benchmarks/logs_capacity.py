@@ -34,11 +34,12 @@ from pathlib import Path
 
 from benchmarks import common
 from stack import process
+from stack.ports import benchmark_ports
 from stack.services import victorialogs_flags
 
 REPO = Path(__file__).resolve().parents[1]
-PORTS = common.ports_at(21200)  # apart from the other capacity benchmarks' blocks
-VL_PORT = 21228
+PORTS = benchmark_ports("logs_capacity")
+VL_PORT = PORTS["victorialogs"]
 # One of this service's log records (app/reviews/service.py "decision recorded"), as the OTel
 # logging handler exports it: its code location and the request's ids.
 BODY = "decision recorded"

@@ -94,3 +94,21 @@ def alertmanager_ports(i: int, offset: int = 0) -> tuple[int, int]:
     19094; gossip on 19095-19097."""
     web = PORTS["alertmanager"] if i == 0 else SECOND_ALERTMANAGER_PORT + i - 1
     return web + offset, FIRST_GOSSIP_PORT + i + offset
+
+
+# -- the capacity benchmarks (benchmarks/) ------------------------------------------------------
+# Each runs Jaeger and one collector (and a logs store or a Prometheus where it needs one) on a
+# block of 100 ports of its own: apart from every stack's, and below the kernel's ephemeral range
+# (32768 and up), where a client's source port once took a fixed port of a benchmark first.
+BENCHMARK_BLOCKS = {"gateway_capacity": 21000, "cardinality": 21100, "logs_capacity": 21200}
+BENCHMARK_OFFSETS = {
+    "otlp_grpc": 17, "otlp_http": 18, "otlp_auth_grpc": 19, "otlp_auth_http": 20, "prometheus": 89,
+    "telemetry": 88, "health": 33, "zpages": 79, "jaeger_otlp_grpc": 57, "jaeger_otlp_http": 58,
+    "jaeger_query_http": 86, "jaeger_query_grpc": 85, "jaeger_health": 34, "jaeger_metrics": 69,
+    "victorialogs": 28, "prometheus_server": 90,
+}
+
+
+def benchmark_ports(block: str) -> dict[str, int]:
+    """The ports of one benchmark's block, by name (BENCHMARK_OFFSETS)."""
+    return {name: BENCHMARK_BLOCKS[block] + offset for name, offset in BENCHMARK_OFFSETS.items()}

@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from stack import ha
-from stack.services import APP_PORT, PG_PORT, PORTS, REDIS_PORT
+from stack import ha, ports
+from stack.ports import APP_PORT, PG_PORT, PORTS, REDIS_PORT
 
 # The native stack's port offsets in use: a developer's (0), the end-to-end tests' (100), the
 # page benchmark's (200) and tests/ha's (300); tests/stack/test_configs.py checks they never collide.
@@ -54,12 +54,8 @@ def database_ports() -> set[int]:
 
 
 def benchmark_ports() -> dict[str, set[int]]:
-    """Each capacity benchmark's block (benchmarks/*_capacity.py, cardinality.py)."""
-    from benchmarks import app_capacity, cardinality, gateway_capacity, logs_capacity
-
-    return {"gateway_capacity": set(gateway_capacity.PORTS.values()) | {app_capacity.VL_PORT},
-            "cardinality": set(cardinality.PORTS.values()) | {cardinality.PROMETHEUS_PORT},
-            "logs_capacity": set(logs_capacity.PORTS.values()) | {logs_capacity.VL_PORT}}
+    """Each capacity benchmark's block (stack/ports.py)."""
+    return {block: set(ports.benchmark_ports(block).values()) for block in ports.BENCHMARK_BLOCKS}
 
 
 def fixed_ports() -> set[int]:
