@@ -206,7 +206,7 @@ def attempt(*, session: Session, code_host: CodeHost, claim: Claim, policy: Retr
         try:
             result = code_host.perform(
                 action=claim.action,
-            pr_number=claim.pr_number,
+                pr_number=claim.pr_number,
                 payload={
                     "apv_code": claim.apv_code,
                     "decision_id": claim.decision_id,
