@@ -24,8 +24,9 @@ from pathlib import Path
 
 from stack import process
 from stack import ha
+from stack import preflight
 from stack import kubernetes
-from stack.services import (APP_PORT, PG_PORT, REDIS_PORT, REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, TOPOLOGIES,
+from stack.services import (APP_PORT, HOST, PG_PORT, REDIS_PORT, REPO_ROOT, SERVICE_ORDER, STOP_SIGNALS, TOPOLOGIES,
                             Options, Service, Stack, parse_duration)
 
 BUILD_SCRIPT = REPO_ROOT / "stack" / "build.sh"
@@ -97,6 +98,30 @@ def check_prerequisites(stack: Stack) -> list[str]:
         stack.pg_bin()
     except RuntimeError as e:
         problems.append(str(e))
+    return problems
+
+
+def running_pids(stack: Stack) -> dict[int, str]:
+    """{pid: service} of this run dir's live processes."""
+    pids = {}
+    for name in SERVICE_ORDER:
+        pid = stack.pid_file(name).running_pid()
+        if pid is not None:
+            pids[pid] = name
+    return pids
+
+
+def port_problems(stack: Stack, wanted: dict[int, str], host: str = HOST) -> list[str]:
+    """Why the taken ports of wanted ({port: service}) stop this start; a port held by this stack's
+    own process is not a conflict to fix but a stack already running."""
+    ours = running_pids(stack)
+    problems = []
+    for conflict in preflight.conflicts(host, wanted):
+        if conflict.holder.pid in ours:
+            problems.append(f"port {conflict.port}: {ours[conflict.holder.pid]} of this stack is already running "
+                            f"(pid {conflict.holder.pid}): bash scripts/run.sh status")
+        else:
+            problems.append(conflict.message())
     return problems
 
 
@@ -181,9 +206,19 @@ def _up(args: argparse.Namespace) -> int:
     if running and previous != wanted:
         say(f"FAILED: this run dir runs topology {previous!r}; `python3 -m stack down` first")
         return 1
+    services = stack.services()
+    # Services already running keep their ports (start_services leaves them be); the others need
+    # theirs free before anything starts, or a half-started stack is left to clean up.
+    listening = {port: svc.name for svc in services if stack.pid_file(svc.name).running_pid() is None
+                 for port in svc.ports}
+    problems = port_problems(stack, listening)
+    if problems:
+        for p in problems:
+            say(p)
+        say("nothing was started")
+        return 1
     topology_file().write_text(wanted + "\n")
 
-    services = stack.services()
     backends = [s for s in services if s.name not in ("app", "simulator")]
     apps = [s for s in services if s.name in ("app", "simulator")]
     t0 = time.monotonic()
@@ -231,6 +266,21 @@ def cmd_stop(args: argparse.Namespace) -> int:
     """Stop some services only (e.g. PostgreSQL, to see DatabaseDown); `up` starts them again."""
     stop_services(make_stack(), args.services, timeout=args.timeout)
     return 0
+
+
+def cmd_check_app_port(args: argparse.Namespace) -> int:
+    """`bash scripts/run.sh app`: is the address the review service will bind free? Takes the
+    options of `python -m app serve`, whose defaults are the app's settings."""
+    from app.config import get_settings
+
+    settings = get_settings()
+    port = args.port or settings.port
+    # Only the pid files are read: no binaries, so no Go needed for the app alone.
+    stack = Stack(Options(run_dir=run_dir(), cache_dir=cache_dir()), binaries={})
+    problems = port_problems(stack, {port: "app"}, args.host or settings.host)
+    for p in problems:
+        say(p)
+    return 1 if problems else 0
 
 
 def cmd_k8s_secrets(args: argparse.Namespace) -> int:
@@ -321,6 +371,9 @@ def parser() -> argparse.ArgumentParser:
                    help=", ".join(SERVICE_ORDER))
     s.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show which services run and whether they are healthy")
+    c = sub.add_parser("check-app-port", help="is the review service's port free (bash scripts/run.sh app)")
+    c.add_argument("--host")
+    c.add_argument("--port", type=int)
     k = sub.add_parser("k8s-secrets", help="print the Secrets of a Kubernetes overlay from .env (docs/kubernetes.md)")
     k.add_argument("--overlay", choices=sorted(kubernetes.NAMESPACES), default="prod")
     k.add_argument("--env-file", default=".env", help="compose's .env (default: ./.env); the environment wins")
@@ -328,7 +381,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args, unknown = parser().parse_known_args(argv)
+    if unknown and args.command != "check-app-port":
+        parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "build":
         return build(args.targets)
     if args.command == "up":
@@ -337,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(args)
     if args.command == "stop":
         return cmd_stop(args)
+    if args.command == "check-app-port":
+        return cmd_check_app_port(args)
     if args.command == "k8s-secrets":
         return cmd_k8s_secrets(args)
     return cmd_status(args)

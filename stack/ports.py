@@ -41,10 +41,10 @@ IN_CONTAINER = {
     "redis": 6379,
 }
 
-_COLLECTOR = ("otlp_grpc", "otlp_http", "otlp_auth_grpc", "otlp_auth_http", "otelcol_prometheus",
+COLLECTOR_SLOTS = ("otlp_grpc", "otlp_http", "otlp_auth_grpc", "otlp_auth_http", "otelcol_prometheus",
               "otelcol_telemetry", "otelcol_health", "otelcol_zpages")
 PORTS = {
-    **{name: IN_CONTAINER[name] for name in _COLLECTOR},
+    **{name: IN_CONTAINER[name] for name in COLLECTOR_SLOTS},
     "jaeger_otlp_grpc": 14317,
     "jaeger_otlp_http": 14318,
     "jaeger_query_http": IN_CONTAINER["jaeger_query_http"],
@@ -70,7 +70,7 @@ def ports(offset: int = 0) -> dict[str, int]:
 
 GATEWAY_PORT_BASE = 20000
 GATEWAY_PORT_STEP = 20
-GATEWAY_PORT_SLOTS = _COLLECTOR
+GATEWAY_PORT_SLOTS = COLLECTOR_SLOTS
 # Prometheus replica 1 and Alertmanagers 1 and 2 (web), and the Alertmanagers' gossip.
 SECOND_PROMETHEUS_PORT = 19090
 SECOND_ALERTMANAGER_PORT = 19093

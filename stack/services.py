@@ -22,7 +22,7 @@ from stack import ha, local_secrets, postgres, process, prometheus_config, yaml_
 from stack.alertmanager_config import (ALERTMANAGER_SECRETS_DIR, PAGERDUTY_URL,  # noqa: F401 (used by tests)
                                        render_alertmanager_config)
 from stack.durations import parse_duration  # noqa: F401 (stack.cli's options)
-from stack.ports import (APP_PORT, HOST, PG_PORT, PORTS, REDIS_PORT, TEST_PORT_OFFSET,  # noqa: F401 (imported from here)
+from stack.ports import (APP_PORT, COLLECTOR_SLOTS, HOST, PG_PORT, PORTS, REDIS_PORT, TEST_PORT_OFFSET,  # noqa: F401 (imported from here)
                          ports)
 from stack.sources import victorialogs_flags
 
@@ -94,6 +94,8 @@ class Service:
     prepare: Callable[[], None] | None = None
     after_healthy: Callable[[], None] | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    # Every port it listens on, checked free before anything starts (stack/preflight.py).
+    ports: tuple[int, ...] = ()
 
 
 class Stack:
@@ -205,6 +207,7 @@ class Stack:
                     ["pg_isready", "-q", "-h", HOST, "-p", str(o.pg_port)]),
                 after_healthy=self.postgres.create_database,
                 urls={"PostgreSQL": f"postgresql://hitl:hitl@{HOST}:{o.pg_port}/hitl"},
+                ports=(o.pg_port,),
             ),
             Service(
                 name="redis",
@@ -215,6 +218,7 @@ class Stack:
                 prepare=lambda: (self.data / "redis").mkdir(parents=True, exist_ok=True),
                 health=lambda: process.redis_probe(HOST, o.redis_port),
                 urls={"Redis": f"redis://{HOST}:{o.redis_port}/0"},
+                ports=(o.redis_port,),
             ),
             Service(
                 name="jaeger",
@@ -223,6 +227,7 @@ class Stack:
                 health=lambda: process.http_probe(f"http://{HOST}:{self.ports['jaeger_health']}/status")
                 or process.http_probe(f"http://{HOST}:{self.ports['jaeger_query_http']}/api/services"),
                 urls={"Jaeger (API, UI placeholder)": f"http://{HOST}:{self.ports['jaeger_query_http']}"},
+                ports=tuple(port for name, port in self.ports.items() if name.startswith("jaeger_")),
             ),
             Service(
                 name="victorialogs",
@@ -231,6 +236,7 @@ class Stack:
                 health=lambda: process.http_probe(f"http://{HOST}:{self.ports['victorialogs']}/health",
                                                   expect_body="OK"),
                 urls={"VictoriaLogs": f"http://{HOST}:{self.ports['victorialogs']}/select/vmui/"},
+                ports=(self.ports["victorialogs"],),
             ),
             *(self.collector_services() if o.topology == "single" else self.ha_collector_services()),
             *self.prometheus_services(),
@@ -244,6 +250,7 @@ class Stack:
                     env=self.app_env(),
                     health=lambda: process.http_probe(f"http://{HOST}:{o.app_port}/health/ready"),
                     urls={"HITL review app": f"http://{HOST}:{o.app_port}"},
+                    ports=(o.app_port,),
                 ),
                 Service(
                     name="simulator",
@@ -289,6 +296,10 @@ class Stack:
                 f"{HOST}:{p['otlp_auth_grpc']} / http://{HOST}:{p['otlp_auth_http']}  (token: {self.token_file})",
         }
 
+    @staticmethod
+    def collector_ports(p: dict[str, int]) -> tuple[int, ...]:
+        return tuple(p[slot] for slot in COLLECTOR_SLOTS)
+
     def collector_services(self) -> list[Service]:
         """One collector does everything (otel-collector/config.yaml)."""
         return [Service(
@@ -299,6 +310,7 @@ class Stack:
             health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
             urls=self._otlp_urls() | {
                 "Collector metrics for Prometheus": f"http://{HOST}:{self.ports['otelcol_prometheus']}/metrics"},
+            ports=self.collector_ports(self.ports),
         )]
 
     def gateway_ports(self, i: int) -> dict[str, int]:
@@ -318,6 +330,7 @@ class Stack:
                 prepare=lambda: local_secrets.ensure_token(self.token_file, "ingest-"),
                 health=lambda p=p: process.http_probe(f"http://{HOST}:{p['otelcol_health']}/"),
                 urls={f"Gateway {i} metrics for Prometheus": f"http://{HOST}:{p['otelcol_prometheus']}/metrics"},
+                ports=self.collector_ports(p),
             ))
         resolver = self.config / "otelcol-agent-gateways.yaml"
         services.append(Service(
@@ -328,6 +341,7 @@ class Stack:
             prepare=lambda: (local_secrets.ensure_token(self.token_file, "ingest-"), self.write_agent_resolver(resolver)),
             health=lambda: process.http_probe(f"http://{HOST}:{self.ports['otelcol_health']}/"),
             urls=self._otlp_urls(),
+            ports=self.collector_ports(self.ports),
         ))
         return services
 
@@ -361,6 +375,7 @@ class Stack:
                 prepare=lambda r=r: self.render_prometheus(r),
                 health=lambda url=url: process.prometheus_target_probe(url, prometheus_config.EXPORTER_JOB),
                 urls={f"Prometheus{f' replica {r}' if replicas > 1 else ''} (API, no UI in this build)": url},
+                ports=(self.prometheus_port(r),),
             ))
         return services
 
@@ -399,6 +414,7 @@ class Stack:
                 prepare=self.render_alertmanager,
                 health=lambda web=web: process.http_probe(f"http://{HOST}:{web}/-/ready"),
                 urls={f"Alertmanager{f' {i}' if count > 1 else ''} (API)": f"http://{HOST}:{web}/api/v2/status"},
+                ports=(web,) if count == 1 else (web, gossip),
             ))
         return services
 
