@@ -7,6 +7,11 @@ venv=${HITL_VENV:-$cache/venv-$key}
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.installed" ]; then
   echo "== installing Python dependencies into $venv (first run only)" >&2
   rm -rf "$venv"
+  command -v python3 >/dev/null || { echo "python3 not found: apt-get install python3 python3-venv" >&2; return 1; }
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    echo "python3 -m venv needs ensurepip: apt-get install python3-venv" >&2
+    return 1
+  fi
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
   "$venv/bin/pip" install --quiet -e '.[test]'

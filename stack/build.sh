@@ -66,6 +66,18 @@ ALL_TARGETS=(otelcol-hitl jaeger otelcol-hitl-agent prometheus alertmanager vict
 # Built only when named on the command line (or with --paths composecheck).
 EXTRA_TARGETS=(composecheck compose telemetrygen vegeta kubernetes etcd kubeconform)
 
+# Debian 12 and Ubuntu 24.04 ship an older Go than the pinned modules need (GOLANG_VERSION).
+check_go() {
+  local want=${GOLANG_VERSION%.*} have
+  have=$(go env GOVERSION 2>/dev/null) || have=
+  have=${have#go}
+  if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" = "$want" ]; then return 0; fi
+  log "Go >= $want is needed (found: ${have:-none}). Either unpack go$GOLANG_VERSION.linux-amd64.tar.gz from"
+  log "go.dev/dl into /usr/local and put /usr/local/go/bin on PATH, or, with the distribution's Go >= 1.21"
+  log "(apt-get install golang-go), let it fetch the toolchain: export GOTOOLCHAIN=go$GOLANG_VERSION"
+  return 1
+}
+
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # A collector's cache directory includes a hash of its manifest: adding a component to
@@ -344,7 +356,7 @@ main() {
     return 0
   fi
 
-  command -v go >/dev/null || { log "go is not installed"; return 1; }
+  check_go || return 1
   mkdir -p "$BIN_ROOT" "$LOG_ROOT" "$WORK_ROOT"
   local todo=() t
   for t in "${targets[@]}"; do
