@@ -273,7 +273,10 @@ def cmd_check_app_port(args: argparse.Namespace) -> int:
     options of `python -m app serve`, whose defaults are the app's settings."""
     from app.config import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValueError:
+        return 0  # the app itself names the bad setting when it starts
     port = args.port or settings.port
     # Only the pid files are read: no binaries, so no Go needed for the app alone.
     stack = Stack(Options(run_dir=run_dir(), cache_dir=cache_dir()), binaries={})

@@ -90,3 +90,17 @@ def test_a_port_held_by_this_stack_says_it_is_already_running(tmp_path, monkeypa
     stack.pid_file("app").write(os.getpid())  # this test process plays the stack's running app
     [problem] = cli.port_problems(stack, {listener: "app"})
     assert "already running" in problem and "bash scripts/run.sh status" in problem
+
+
+def test_run_sh_app_leaves_a_bad_setting_to_the_app_to_name(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HITL_STACK_RUN", str(tmp_path))
+    monkeypatch.setenv("APP_PORT", "not-a-port")
+    assert cli.main(["check-app-port"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_run_sh_app_names_the_holder_of_its_port(monkeypatch, tmp_path, listener, capsys):
+    monkeypatch.setenv("HITL_STACK_RUN", str(tmp_path))
+    monkeypatch.setenv("APP_PORT", str(listener))
+    assert cli.main(["check-app-port"]) == 1
+    assert f"port {listener} (wanted by app) is taken by pid {os.getpid()}" in capsys.readouterr().err
