@@ -219,6 +219,10 @@ def pod_template(name: str, component: str, pod: dict, annotations: dict | None 
 
 
 def secret_volume(volume: str, secret: str, items: dict[str, str] | None = None, *, optional: bool = False) -> dict:
+    # The kubelet writes the files as root; readable by the pod's user only through the pod's
+    # fsGroup, whose group the kubelet gives them (with group read) - so every pod that mounts one
+    # sets fsGroup. Nobody else on the node reads them.
+    # https://github.com/kubernetes/kubernetes/blob/master/pkg/volume/volume_linux.go
     src: dict = {"secretName": secret, "defaultMode": 0o440}
     if items:
         src["items"] = [{"key": k, "path": p} for k, p in items.items()]
@@ -293,7 +297,7 @@ def app_container(name: str, args: list[str] | None, *, probes: bool) -> dict:
 
 
 def app_objects() -> list[dict]:
-    pod = {"securityContext": pod_security("app"),
+    pod = {"securityContext": pod_security("app", fs_group=True),
            "terminationGracePeriodSeconds": 30,
            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                           "whenUnsatisfiable": "ScheduleAnyway",
@@ -307,7 +311,7 @@ def app_objects() -> list[dict]:
                            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                            "template": pod_template(APP, "api", pod)}}
     migrate_name = f"{APP}-migrate-{app_version().replace('.', '-')}"
-    job_pod = {"securityContext": pod_security("app"), "restartPolicy": "Never",
+    job_pod = {"securityContext": pod_security("app", fs_group=True), "restartPolicy": "Never",
                "containers": [app_container("migrate", ["migrate"], probes=False)],
                "volumes": [TMP, *APP_SECRET_VOLUMES]}
     migrate = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(migrate_name, "migration"),

@@ -238,3 +238,25 @@ def test_network_policies_let_only_the_collectors_take_otlp(rendered, overlay):
     assert len(db) == (2 if overlay == "dev" else 0)
     for p in db:
         assert p["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "hitl-review"}}}]
+
+
+# -- what an SRE reads in the manifests --------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_non_root_pod_can_read_the_secrets_it_mounts(rendered, overlay):
+    # The kubelet writes a Secret volume's files as root; with fsGroup it gives them that group and
+    # ORs in group read (pkg/volume/volume_linux.go in kubernetes/kubernetes), else only the mode
+    # counts: a non-root process reads them through fsGroup or through "other".
+    for obj in workloads(rendered[overlay]):
+        pod = obj["spec"]["template"]["spec"]
+        ctx = pod["securityContext"]
+        for v in pod.get("volumes", []):
+            if "secret" not in v:
+                continue
+            modes = [v["secret"].get("defaultMode", 0o644)] + [i["mode"] for i in v["secret"].get("items", []) if "mode" in i]
+            readable_by_group = ctx.get("fsGroup") == ctx.get("runAsGroup", ctx["runAsUser"])
+            readable_by_other = all(m & 0o004 for m in modes)
+            assert readable_by_group or readable_by_other, (
+                f"{overlay}: {obj['kind']} {obj['metadata']['name']} runs as {ctx['runAsUser']} without fsGroup and "
+                f"mounts Secret {v['secret']['secretName']} with mode {oct(modes[0])}: unreadable")
+
