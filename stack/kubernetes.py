@@ -305,7 +305,9 @@ def app_objects() -> list[dict]:
            "containers": [app_container("app", None, probes=True)],
            "volumes": [TMP, *APP_SECRET_VOLUMES]}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(APP, "api"),
-                  "spec": {"replicas": 2, "selector": {"matchLabels": selector(APP)},
+                  # No `replicas`: the HPA owns the count (each apply of one would reset it); a
+                  # new Deployment starts at 1 and the HPA raises it to minReplicas at once.
+                  "spec": {"selector": {"matchLabels": selector(APP)},
                            "revisionHistoryLimit": 5,
                            # A new pod is Ready before an old one goes: capacity never drops.
                            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},

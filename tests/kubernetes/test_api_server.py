@@ -18,7 +18,8 @@ pytestmark = pytest.mark.needs_build("kubernetes", "etcd", "kubeconform")
 
 # What each overlay's workloads must turn into: Pods per owner (name prefix).
 EXPECTED_PODS = {
-    "hitl-review-": 2, "hitl-review-migrate-": 1, "otel-agent-": 1, "otel-gateway-": ha.DEFAULT_GATEWAYS,
+    "hitl-review-": 2, "hitl-review-migrate-": 1,  # the app: the HPA's minReplicas (no replicas field)
+    "otel-agent-": 1, "otel-gateway-": ha.DEFAULT_GATEWAYS,
     "jaeger-": 1, "victorialogs-": 1, "prometheus-": ha.PROMETHEUS_REPLICAS, "alertmanager-": ha.ALERTMANAGERS,
     "grafana-": 1,
 }
