@@ -4,7 +4,7 @@
     kubectl apply --server-side -k deploy/kubernetes/overlays/prod     (docs/kubernetes.md)
 
 A kustomize base and two overlays. The base is the whole system of compose.ha.yaml (the HA shape):
-the review service (Deployment, PDB, HPA, a migration Job per release), the agent collector on
+the review service (Deployment, PDB, HPA; it migrates the schema at start), the agent collector on
 every node (DaemonSet behind a node-local Service named otel-collector, the address the app and
 compose use), the gateways (StatefulSet behind the headless Service otel-gateway, the name the
 agent's DNS resolver reads), Jaeger and VictoriaLogs (StatefulSets on PVCs), two Prometheus
@@ -130,7 +130,7 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 
 def selector(name: str) -> dict[str, str]:
-    if name == APP:  # not the migration Job's pods (same name, component migration)
+    if name == APP:  # the API's pods only
         return {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": "api"}
     return {"app.kubernetes.io/name": name}
 
@@ -277,23 +277,24 @@ APP_SECRET_MOUNTS = [
 ]
 
 
-def app_container(name: str, args: list[str] | None, *, probes: bool) -> dict:
-    c = {"name": name, "image": images()["app"], "imagePullPolicy": "IfNotPresent",
-         "env": app_env(), "securityContext": CONTAINER_SECURITY,
-         # thresholds.yaml: one uvicorn worker, its CPU and memory limit; requested in full, so
-         # the HPA's percentage is of one core (docs/capacity.md: a process carries ~90 req/s).
-         "resources": limited(APP, f"{app_resources()['cpu']:g}"),
-         "volumeMounts": [TMP_MOUNT, *APP_SECRET_MOUNTS]}
-    if args:
-        c["args"] = args
-    if probes:
-        c["ports"] = ports(http=C["app"])
-        c["readinessProbe"] = http_probe("/health/ready", "http", period=5)
-        c["livenessProbe"] = http_probe("/health/live", "http", period=10, failures=3)
-        c["startupProbe"] = http_probe("/health/live", "http", period=2, failures=30)
-        # Leave the endpoints before uvicorn stops accepting (it then drains for 5 s).
-        c["lifecycle"] = {"preStop": {"sleep": {"seconds": 5}}}
-    return c
+def app_container() -> dict:
+    # The image's command serves, migrating first under a PostgreSQL advisory lock
+    # (app/migrations/env.py): replicas starting together take turns, so no migration Job (whose
+    # immutable template would make any change within a version fail to apply).
+    return {"name": "app", "image": images()["app"], "imagePullPolicy": "IfNotPresent",
+            "env": app_env(), "securityContext": CONTAINER_SECURITY,
+            # thresholds.yaml: one uvicorn worker, its CPU and memory limit; requested in full, so
+            # the HPA's percentage is of one core (docs/capacity.md: a process carries ~90 req/s).
+            "resources": limited(APP, f"{app_resources()['cpu']:g}"),
+            "volumeMounts": [TMP_MOUNT, *APP_SECRET_MOUNTS],
+            "ports": ports(http=C["app"]),
+            "readinessProbe": http_probe("/health/ready", "http", period=5),
+            "livenessProbe": http_probe("/health/live", "http", period=10, failures=3),
+            # /health/live answers once the migration is done: 5 min for a long migration, or for
+            # waiting on the replicas that hold the lock before this one.
+            "startupProbe": http_probe("/health/live", "http", period=5, failures=60),
+            # Leave the endpoints before uvicorn stops accepting (it then drains for 5 s).
+            "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}}
 
 
 def app_objects() -> list[dict]:
@@ -302,7 +303,7 @@ def app_objects() -> list[dict]:
            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                           "whenUnsatisfiable": "ScheduleAnyway",
                                           "labelSelector": {"matchLabels": selector(APP)}}],
-           "containers": [app_container("app", None, probes=True)],
+           "containers": [app_container()],
            "volumes": [TMP, *APP_SECRET_VOLUMES]}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(APP, "api"),
                   # No `replicas`: the HPA owns the count (each apply of one would reset it); a
@@ -312,17 +313,6 @@ def app_objects() -> list[dict]:
                            # A new pod is Ready before an old one goes: capacity never drops.
                            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                            "template": pod_template(APP, "api", pod)}}
-    migrate_name = f"{APP}-migrate-{app_version().replace('.', '-')}"
-    job_pod = {"securityContext": pod_security("app", fs_group=True), "restartPolicy": "Never",
-               "containers": [app_container("migrate", ["migrate"], probes=False)],
-               "volumes": [TMP, *APP_SECRET_VOLUMES]}
-    migrate = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(migrate_name, "migration"),
-               # One Job per release (its name carries the version; a Job's template cannot change),
-               # so `kubectl apply` runs the migration once when the version changes. Alembic's
-               # upgrade is idempotent, and the app refuses to serve on a schema it does not know.
-               "spec": {"backoffLimit": 4, "activeDeadlineSeconds": 900,
-                        "template": {"metadata": {"labels": {**labels(APP, "migration")}},
-                                     "spec": {"automountServiceAccountToken": False, **job_pod}}}}
     pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(APP, "api"),
            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(APP)}}}
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(APP, "api"),
@@ -333,7 +323,7 @@ def app_objects() -> list[dict]:
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}}
     svc = service(APP, "api", APP, {"http": C["app"]})
-    return [deployment, pdb, hpa, svc, migrate]
+    return [deployment, pdb, hpa, svc]
 
 
 # -- collectors --------------------------------------------------------------------------------
@@ -646,7 +636,7 @@ def dev_objects() -> list[dict]:
     redis = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("redis", "cache"),
              "spec": {"replicas": 1, "selector": {"matchLabels": selector("redis")},
                       "template": pod_template("redis", "cache", redis_pod)}}
-    # The API and its migration Job.
+    # The API.
     app_only = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": APP}}}]
     return [statefulset("postgres", "database", 1, pg_pod, service_name="postgres", claims=[pvc_template("data", "10Gi")]),
             service("postgres", "database", "postgres", {"postgres": C["postgres"]}),
