@@ -198,8 +198,24 @@ def pvc_template(name: str, size: str) -> dict:
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
 
 
+def spread_over_nodes(name: str, when_unsatisfiable: str) -> list[dict]:
+    return [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": when_unsatisfiable,
+             "labelSelector": {"matchLabels": selector(name)}}]
+
+
+def disruption_budget(name: str, component: str) -> dict:
+    # One pod at a time, whatever the count: a drain never takes two replicas of a quorum or of
+    # the HA pairs (minAvailable 1 would let it take all but one).
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(name, component),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(name)}}}
+
+
 def statefulset(name: str, component: str, replicas: int, pod: dict, *, service_name: str,
                 claims: list[dict], annotations: dict | None = None) -> dict:
+    if replicas > 1:
+        # Required: two replicas of an HA set on one node are one failure. The dev overlay (one
+        # node) relaxes it to ScheduleAnyway (files()).
+        pod = {**pod, "topologySpreadConstraints": spread_over_nodes(name, "DoNotSchedule")}
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(name, component),
             "spec": {"replicas": replicas, "serviceName": service_name, "selector": {"matchLabels": selector(name)},
                      # Peers, not a sequence: all start at once (the ordered default would wait
@@ -300,9 +316,8 @@ def app_container() -> dict:
 def app_objects() -> list[dict]:
     pod = {"securityContext": pod_security("app", fs_group=True),
            "terminationGracePeriodSeconds": 30,
-           "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                                          "whenUnsatisfiable": "ScheduleAnyway",
-                                          "labelSelector": {"matchLabels": selector(APP)}}],
+           # Preferred: stateless, and the HPA may want more replicas than there are nodes.
+           "topologySpreadConstraints": spread_over_nodes(APP, "ScheduleAnyway"),
            "containers": [app_container()],
            "volumes": [TMP, *APP_SECRET_VOLUMES]}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(APP, "api"),
@@ -313,8 +328,7 @@ def app_objects() -> list[dict]:
                            # A new pod is Ready before an old one goes: capacity never drops.
                            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                            "template": pod_template(APP, "api", pod)}}
-    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(APP, "api"),
-           "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(APP)}}}
+    pdb = disruption_budget(APP, "api")
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(APP, "api"),
            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
                     "minReplicas": 2, "maxReplicas": 6,
@@ -382,7 +396,7 @@ def collector_objects(configs: dict[str, dict]) -> list[dict]:
         service("otel-collector", "agent", AGENT, otlp, extra={"internalTrafficPolicy": "Local"}),
         # Prometheus finds every agent here (DNS).
         service(AGENT, "agent", AGENT, {"telemetry": C["otelcol_telemetry"]}, headless=True),
-        gateway,
+        gateway, disruption_budget(GATEWAY, "gateway"),
         # The agents' DNS resolver and Prometheus read every ready gateway from this name.
         service(GATEWAY, "gateway", GATEWAY, {"otlp-grpc": C["otlp_grpc"], "telemetry": C["otelcol_telemetry"],
                                                "prometheus": C["otelcol_prometheus"]}, headless=True),
@@ -454,6 +468,7 @@ def prometheus_objects(configs: dict[str, dict]) -> list[dict]:
     return [statefulset("prometheus", "metrics", ha.PROMETHEUS_REPLICAS, pod, service_name="prometheus-headless",
                         claims=[pvc_template("data", "20Gi")],
                         annotations={"checksum/config": checksum(configs["prometheus"], configs["prometheus-rules"])}),
+            disruption_budget("prometheus", "metrics"),
             service("prometheus", "metrics", "prometheus", {"http": C["prometheus"]}),
             service("prometheus-headless", "metrics", "prometheus", {"http": C["prometheus"]}, headless=True)]
 
@@ -486,6 +501,7 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
     return [statefulset("alertmanager", "alerting", ha.ALERTMANAGERS, pod, service_name="alertmanager-headless",
                         claims=[pvc_template("data", "1Gi")],
                         annotations={"checksum/config": checksum(configs["alertmanager"])}),
+            disruption_budget("alertmanager", "alerting"),
             service("alertmanager", "alerting", "alertmanager", {"http": C["alertmanager"]}),
             headless]
 
@@ -652,6 +668,13 @@ def env_patch(env: dict) -> dict:
                                     sort_keys=False)}
 
 
+def spread_preferred_patch(statefulset_name: str) -> dict:
+    """A one-node cluster cannot hold replicas on different nodes: dev prefers what prod requires."""
+    return {"target": {"kind": "StatefulSet", "name": statefulset_name},
+            "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/template/spec/topologySpreadConstraints/0/whenUnsatisfiable",
+                                      "value": "ScheduleAnyway"}], sort_keys=False)}
+
+
 BASE_FILES = ("configs", "app", "collectors", "jaeger", "victorialogs", "prometheus", "alertmanager", "grafana",
               "network-policies")
 
@@ -671,6 +694,8 @@ def files() -> dict[str, str]:
         "network-policies": network_policies(),
     }
     out = {f"base/{name}.yaml": dump(objs) for name, objs in base.items()}
+    required_spread = [o["metadata"]["name"] for objs in base.values() for o in objs if o["kind"] == "StatefulSet"
+                       and o["spec"]["template"]["spec"].get("topologySpreadConstraints")]
     out["base/kustomization.yaml"] = dump_one({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "labels": [{"pairs": {"app.kubernetes.io/version": app_version()}, "includeSelectors": False}],
@@ -681,7 +706,8 @@ def files() -> dict[str, str]:
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "namespace": NAMESPACES["dev"],
         "resources": ["namespace.yaml", "../../base", "postgres-redis.yaml"],
-        "patches": [env_patch({"name": "REDIS_URL", "value": DEV_REDIS_URL})]})
+        "patches": [env_patch({"name": "REDIS_URL", "value": DEV_REDIS_URL}),
+                    *[spread_preferred_patch(name) for name in required_spread]]})
     out["overlays/prod/namespace.yaml"] = dump_one(namespace(NAMESPACES["prod"]))
     out["overlays/prod/kustomization.yaml"] = dump_one({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",

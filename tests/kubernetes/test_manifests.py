@@ -207,7 +207,7 @@ def test_the_app_keeps_capacity_through_rollouts_and_disruptions(rendered):
     deploy = objs[("Deployment", "hitl-review")]["spec"]
     assert deploy["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     pdb = objs[("PodDisruptionBudget", "hitl-review")]["spec"]
-    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == deploy["selector"]["matchLabels"]
+    assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"] == deploy["selector"]["matchLabels"]
     hpa = objs[("HorizontalPodAutoscaler", "hitl-review")]["spec"]
     assert hpa["minReplicas"] >= 2 and hpa["metrics"][0]["resource"]["name"] == "cpu"
 
@@ -281,3 +281,36 @@ def test_the_app_migrates_at_start_within_its_startup_probe_and_no_job_duplicate
     # Replicas wait for each other's migration before serving: minutes, not the 60 s of a bare start.
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, startup
 
+
+
+def replica_count(obj: dict, objs: list[dict]) -> int:
+    """The workload's replicas, or its HPA's minimum (an HPA target sets none)."""
+    for hpa in (o for o in objs if o["kind"] == "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        if (ref["kind"], ref["name"]) == (obj["kind"], obj["metadata"]["name"]):
+            return hpa["spec"]["minReplicas"]
+    return obj["spec"].get("replicas", 1)
+
+
+# A one-node dev cluster must schedule every replica: spreading is required in prod only.
+SPREAD_WHEN_UNSATISFIABLE = {"prod": "DoNotSchedule", "dev": "ScheduleAnyway"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_replicated_workload_has_a_pdb_of_one_and_spreads_over_nodes(rendered, overlay):
+    objs = rendered[overlay]
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    replicated = [o for o in workloads(objs) if o["kind"] in ("Deployment", "StatefulSet") and replica_count(o, objs) > 1]
+    assert {o["metadata"]["name"] for o in replicated} >= {"hitl-review", "otel-gateway", "prometheus", "alertmanager"}
+    for obj in replicated:
+        where = f"{overlay}: {obj['kind']} {obj['metadata']['name']}"
+        sel = obj["spec"]["selector"]["matchLabels"]
+        mine = [p for p in pdbs if p["spec"]["selector"]["matchLabels"] == sel]
+        assert len(mine) == 1, f"{where}: PDB"
+        # One pod at a time: a drain never takes two replicas (minAvailable 1 let it take 5 of 6).
+        assert mine[0]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": sel}}, where
+        spread = [t for t in obj["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+                  if t["topologyKey"] == "kubernetes.io/hostname" and t["labelSelector"]["matchLabels"] == sel]
+        assert len(spread) == 1 and spread[0]["maxSkew"] == 1, f"{where}: spreading by node"
+        if obj["kind"] == "StatefulSet":  # the stateful HA sets: one node holds one replica's data
+            assert spread[0]["whenUnsatisfiable"] == SPREAD_WHEN_UNSATISFIABLE[overlay], where
