@@ -106,9 +106,27 @@ def app_resources() -> dict[str, float]:
     return limits_of("hitl-review")
 
 
-def limited(service: str, cpu_request: str) -> dict:
+def limited(service: str, cpu_request: str, **disk: str) -> dict:
     res = limits_of(service)
-    return resources(cpu_request, f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}")
+    return resources(cpu_request, f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}", **disk)
+
+
+# One queued item (a span, log record or metric point as the collector's persistent queue stores
+# it, OTLP protobuf): an upper estimate for the app's spans (ids, name, a dozen short attributes).
+QUEUED_ITEM_BYTES = 512
+
+
+def agent_queue_bytes() -> int:
+    """What agent.yaml's disk queues may hold: queue_size batches of up to send_batch_size items,
+    for each exporter that queues on file_storage (a long gateway outage fills them)."""
+    config = yaml.safe_load(_read("otel-collector/agent.yaml"))
+    batch = config["processors"]["batch"]["send_batch_size"]
+    return sum(e["sending_queue"]["queue_size"] * batch * QUEUED_ITEM_BYTES for e in config["exporters"].values()
+               if isinstance(e, dict) and e.get("sending_queue", {}).get("storage") == "file_storage")
+
+
+def gibibytes(n: int) -> str:
+    return f"{-(-n // (1 << 30))}Gi"
 
 
 def _read(rel: str) -> str:
@@ -161,10 +179,19 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem
                       "capabilities": {"drop": ["ALL"]}}
 
 
-def resources(cpu_request: str, memory: str, cpu_limit: str) -> dict:
+# Ephemeral storage of a container whose root filesystem is read-only: its logs (the kubelet
+# rotates them at 5 x 10 MiB by default) and any disk-backed emptyDir. Declared, so the kubelet
+# evicts a pod that outgrows its own limit rather than whichever pods it ranks first under node
+# disk pressure.
+LOGS_STORAGE = {"request": "64Mi", "limit": "256Mi"}
+
+
+def resources(cpu_request: str, memory: str, cpu_limit: str, *, disk_request: str = LOGS_STORAGE["request"],
+              disk_limit: str = LOGS_STORAGE["limit"]) -> dict:
     # Memory request = limit (no overcommit: the memory_limiter and GOMEMLIMIT-like settings work
     # in percentages of the limit); CPU limited too, the alerts divide by it.
-    return {"requests": {"cpu": cpu_request, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory}}
+    return {"requests": {"cpu": cpu_request, "memory": memory, "ephemeral-storage": disk_request},
+            "limits": {"cpu": cpu_limit, "memory": memory, "ephemeral-storage": disk_limit}}
 
 
 def http_probe(path: str, port: int | str, *, period: int = 10, failures: int = 3, delay: int = 0) -> dict:
@@ -343,11 +370,12 @@ def app_objects() -> list[dict]:
 # -- collectors --------------------------------------------------------------------------------
 
 GATEWAY, AGENT = ha.GATEWAY_ALIAS, ha.AGENT_HOST
+NODE_CRITICAL = "hitl-node-critical"
 COLLECTOR_PORTS = dict(otlp_grpc=C["otlp_grpc"], otlp_http=C["otlp_http"], otlp_auth_grpc=C["otlp_auth_grpc"],
                        otlp_auth_http=C["otlp_auth_http"], telemetry=C["otelcol_telemetry"], health=C["otelcol_health"])
 
 
-def collector_container(image: str, config: str, env: list[dict], *, prometheus: bool) -> dict:
+def collector_container(image: str, config: str, env: list[dict], *, prometheus: bool, disk: dict | None = None) -> dict:
     p = dict(COLLECTOR_PORTS, **({"prometheus": C["otelcol_prometheus"]} if prometheus else {}))
     return {"name": "otelcol", "image": images()[image], "imagePullPolicy": "IfNotPresent",
             "args": [f"--config=file:/etc/hitl/otel-collector/{config}"],
@@ -356,7 +384,7 @@ def collector_container(image: str, config: str, env: list[dict], *, prometheus:
             "ports": ports(**p), "securityContext": CONTAINER_SECURITY,
             # thresholds.yaml: memory_limiter works in percentages of the memory limit, and
             # OtelCollectorNearCapacity divides by the CPU limit.
-            "resources": limited("otel-collector", "200m"),
+            "resources": limited("otel-collector", "200m", **(disk or {})),
             "readinessProbe": http_probe("/", "health", period=5),
             "livenessProbe": http_probe("/", "health", period=10, failures=6),
             "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/otel-collector", "readOnly": True},
@@ -378,20 +406,31 @@ def collector_objects(configs: dict[str, dict]) -> list[dict]:
     gateway = statefulset(GATEWAY, "gateway", ha.DEFAULT_GATEWAYS, gateway_pod, service_name=GATEWAY,
                           claims=[pvc_template("file-storage", "2Gi")],
                           annotations={"checksum/config": checksum(cfg)})
+    # The emptyDir holds what the queues may hold, and the container's limit adds its logs: a long
+    # gateway outage fills the queue without getting the pod evicted (which deletes the queue).
+    queue = agent_queue_bytes()
+    agent_disk = {"disk_limit": gibibytes(queue + (1 << 30))}
     agent_pod = {"securityContext": pod_security("otelcol", fs_group=True),
                  "terminationGracePeriodSeconds": 30,
+                 # Under node pressure the kubelet evicts lower priorities first, and the
+                 # scheduler makes room for the agent on a full node: it carries every pod's telemetry.
+                 "priorityClassName": NODE_CRITICAL,
                  "containers": [collector_container("agent", "agent.yaml", [
-                     field_env("OTELCOL_INSTANCE_ID", "spec.nodeName")], prometheus=False)],
+                     field_env("OTELCOL_INSTANCE_ID", "spec.nodeName")], prometheus=False, disk=agent_disk)],
                  # The queue survives a container restart; a deleted pod's queue is lost
                  # (a hostPath would survive it, but the restricted Pod Security level forbids it).
-                 "volumes": [*volumes, {"name": "file-storage", "emptyDir": {"sizeLimit": "2Gi"}}]}
+                 "volumes": [*volumes, {"name": "file-storage", "emptyDir": {"sizeLimit": gibibytes(queue)}}]}
     agent = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(AGENT, "agent"),
              "spec": {"selector": {"matchLabels": selector(AGENT)},
                       "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                       "template": pod_template(AGENT, "agent", agent_pod, {"checksum/config": checksum(cfg)})}}
     otlp = {k: v for k, v in COLLECTOR_PORTS.items() if k.startswith("otlp")}
+    priority = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": meta(NODE_CRITICAL, "agent"),
+                # Below the built-in system-node-critical (2,000,001,000), above any workload's default 0.
+                "value": 1_000_000, "globalDefault": False, "preemptionPolicy": "PreemptLowerPriority",
+                "description": "The node's telemetry agent: evicted last, scheduled first."}
     return [
-        agent,
+        priority, agent,
         # What the services send to: the agent on their own node (no hop to another node).
         service("otel-collector", "agent", AGENT, otlp, extra={"internalTrafficPolicy": "Local"}),
         # Prometheus finds every agent here (DNS).

@@ -101,7 +101,7 @@ def test_the_app_limits_are_the_thresholds_the_alerts_divide_by(rendered):
     res = kubernetes.app_resources()
     deploy = by_kind_name(rendered["prod"])[("Deployment", "hitl-review")]
     limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-    assert limits == {"cpu": f"{res['cpu']:g}", "memory": f"{res['memory'] // (1 << 20)}Mi"}
+    assert {k: limits[k] for k in ("cpu", "memory")} == {"cpu": f"{res['cpu']:g}", "memory": f"{res['memory'] // (1 << 20)}Mi"}
 
 
 def test_victorialogs_gets_the_flags_file_line_for_line(rendered):
@@ -127,7 +127,7 @@ def test_every_container_has_requests_limits_and_probes(rendered, overlay):
         for c in containers(obj):
             where = f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}"
             for kind in ("requests", "limits"):
-                assert set(c.get("resources", {}).get(kind, {})) == {"cpu", "memory"}, f"{where}: {kind}"
+                assert set(c.get("resources", {}).get(kind, {})) == {"cpu", "memory", "ephemeral-storage"}, f"{where}: {kind}"
             if obj["kind"] != "Job":  # a Job's container runs to its end; nothing to probe
                 assert "readinessProbe" in c and "livenessProbe" in c, f"{where}: probes"
 
@@ -314,3 +314,40 @@ def test_every_replicated_workload_has_a_pdb_of_one_and_spreads_over_nodes(rende
         assert len(spread) == 1 and spread[0]["maxSkew"] == 1, f"{where}: spreading by node"
         if obj["kind"] == "StatefulSet":  # the stateful HA sets: one node holds one replica's data
             assert spread[0]["whenUnsatisfiable"] == SPREAD_WHEN_UNSATISFIABLE[overlay], where
+
+
+def quantity_bytes(q: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    for suffix, factor in units.items():
+        if q.endswith(suffix):
+            return int(q[:-len(suffix)]) * factor
+    return int(q)
+
+
+def test_the_agents_disk_queue_fits_its_volume_and_survives_a_long_outage(rendered):
+    # What agent.yaml's persistent queues may hold: queue_size batches of up to send_batch_size
+    # items each, per exporter that queues on file_storage.
+    agent_config = yaml.safe_load((REPO_ROOT / "otel-collector" / "agent.yaml").read_text())
+    batch = agent_config["processors"]["batch"]["send_batch_size"]
+    queued = [e["sending_queue"]["queue_size"] * batch for e in agent_config["exporters"].values()
+              if isinstance(e, dict) and e.get("sending_queue", {}).get("storage") == "file_storage"]
+    assert queued
+    can_hold = sum(queued) * kubernetes.QUEUED_ITEM_BYTES
+    for overlay in OVERLAYS:
+        agent = by_kind_name(rendered[overlay])[("DaemonSet", "otel-agent")]["spec"]["template"]["spec"]
+        volume = next(v for v in agent["volumes"] if v["name"] == "file-storage")
+        assert quantity_bytes(volume["emptyDir"]["sizeLimit"]) >= can_hold, (overlay, volume, can_hold)
+        limit = quantity_bytes(agent["containers"][0]["resources"]["limits"]["ephemeral-storage"])
+        assert limit > quantity_bytes(volume["emptyDir"]["sizeLimit"]), "the queue and the container's logs"
+        # Under node pressure the kubelet evicts lower priorities first; the agent carries everyone's telemetry.
+        priority = by_kind_name(rendered[overlay])[("PriorityClass", agent["priorityClassName"])]
+        assert priority["value"] >= 1_000_000 and priority.get("globalDefault") is not True
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_declares_ephemeral_storage(rendered, overlay):
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            res = c["resources"]
+            assert "ephemeral-storage" in res["requests"] and "ephemeral-storage" in res["limits"], (
+                f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}")
