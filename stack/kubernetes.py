@@ -72,6 +72,17 @@ USERS = {"app": 10001, "otelcol": 10001, "jaeger": 10001, "victorialogs": 65534,
          "alertmanager": 65534, "grafana": 472, "postgres": 999, "redis": 999}
 
 
+# The stores' volumes, and the share of each their size caps may fill (the rest: the WAL,
+# compaction's temporary copies, filesystem overhead). A cap far below the volume would cut the
+# retention window (31 days for the SLOs) long before the disk is full.
+STORE_VOLUME_GIB = {"prometheus": 20, "victorialogs": 20}
+STORE_CAP_SHARE = 0.85
+
+
+def store_size_cap_gib(store: str) -> int:
+    return int(STORE_VOLUME_GIB[store] * STORE_CAP_SHARE)
+
+
 # -- sources -----------------------------------------------------------------------------------
 
 def app_version() -> str:
@@ -465,19 +476,24 @@ def jaeger_objects(configs: dict[str, dict]) -> list[dict]:
                                                    "query-grpc": C["jaeger_query_grpc"], "metrics": C["jaeger_metrics"]})]
 
 
+VICTORIALOGS_CAP_FLAG = "-retention.maxDiskSpaceUsageBytes="
+
+
 def victorialogs_objects() -> list[dict]:
     pod = {"securityContext": pod_security("victorialogs", fs_group=True),
            "containers": [{
                "name": "victorialogs", "image": images()["victorialogs"], "imagePullPolicy": "IfNotPresent",
                # The same flags as compose: the two that differ, then victoria-logs.flags.
-               "args": [f"-httpListenAddr=:{C['victorialogs']}", "-storageDataPath=/victoria-logs-data", *victorialogs_flags()],
+               "args": [f"-httpListenAddr=:{C['victorialogs']}", "-storageDataPath=/victoria-logs-data",
+                        *[VICTORIALOGS_CAP_FLAG + f"{store_size_cap_gib('victorialogs')}GiB" if f.startswith(VICTORIALOGS_CAP_FLAG) else f
+                          for f in victorialogs_flags()]],
                "ports": ports(http=C["victorialogs"]), "securityContext": CONTAINER_SECURITY,
                "resources": resources("250m", "1Gi", "2"),
                "readinessProbe": http_probe("/health", "http", period=5),
                "livenessProbe": http_probe("/health", "http", failures=6),
                "volumeMounts": [{"name": "data", "mountPath": "/victoria-logs-data"}]}]}
     return [statefulset("victorialogs", "logs", 1, pod, service_name="victorialogs",
-                        claims=[pvc_template("data", "20Gi")]),
+                        claims=[pvc_template("data", f"{STORE_VOLUME_GIB['victorialogs']}Gi")]),
             service("victorialogs", "logs", "victorialogs", {"http": C["victorialogs"]})]
 
 
@@ -505,7 +521,7 @@ def prometheus_objects(configs: dict[str, dict]) -> list[dict]:
                                 {"name": "data", "mountPath": "/prometheus"}]}],
            "volumes": [{"name": "config", "projected": {"sources": config_items}}]}
     return [statefulset("prometheus", "metrics", ha.PROMETHEUS_REPLICAS, pod, service_name="prometheus-headless",
-                        claims=[pvc_template("data", "20Gi")],
+                        claims=[pvc_template("data", f"{STORE_VOLUME_GIB['prometheus']}Gi")],
                         annotations={"checksum/config": checksum(configs["prometheus"], configs["prometheus-rules"])}),
             disruption_budget("prometheus", "metrics"),
             service("prometheus", "metrics", "prometheus", {"http": C["prometheus"]}),

@@ -67,6 +67,7 @@ def test_prometheus_on_kubernetes_differs_from_the_ha_file_only_in_its_targets()
         for holder in [*config["alerting"]["alertmanagers"], *config["scrape_configs"]]:
             holder.pop("static_configs", None)
             holder.pop("dns_sd_configs", None)
+        config["storage"]["tsdb"]["retention"].pop("size")  # the volume's (test_the_stores_size_caps...)
         return config
     assert without_targets(k8s) == without_targets(ha_file)
     text = prometheus_config.kubernetes_file()
@@ -107,7 +108,9 @@ def test_the_app_limits_are_the_thresholds_the_alerts_divide_by(rendered):
 def test_victorialogs_gets_the_flags_file_line_for_line(rendered):
     sts = by_kind_name(rendered["prod"])[("StatefulSet", "victorialogs")]
     args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[2:] == kubernetes.victorialogs_flags() and len(args) > 3
+    cap = kubernetes.VICTORIALOGS_CAP_FLAG  # the volume's (test_the_stores_size_caps_follow_their_volumes)
+    assert [a for a in args[2:] if not a.startswith(cap)] == [f for f in kubernetes.victorialogs_flags() if not f.startswith(cap)]
+    assert len(args) > 3 and len(args[2:]) == len(kubernetes.victorialogs_flags())
 
 
 def test_the_alertmanager_cluster_uses_the_shared_gossip_settings(rendered):
@@ -351,3 +354,22 @@ def test_every_container_declares_ephemeral_storage(rendered, overlay):
             res = c["resources"]
             assert "ephemeral-storage" in res["requests"] and "ephemeral-storage" in res["limits"], (
                 f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}")
+
+
+def test_the_stores_size_caps_follow_their_volumes(rendered):
+    # A size cap far below the volume silently cuts the retention window (31 days for the SLOs);
+    # one at or above it fills the disk. Both: 80-90% of the claim.
+    objs = by_kind_name(rendered["prod"])
+
+    def claim_bytes(name: str) -> int:
+        sts = objs[("StatefulSet", name)]
+        return quantity_bytes(sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"])
+
+    config = yaml.safe_load(objs[("ConfigMap", "prometheus")]["data"]["prometheus.yml"])
+    retention = config["storage"]["tsdb"]["retention"]
+    assert retention["time"] == "31d"
+    prometheus_cap = quantity_bytes(retention["size"].replace("GB", "Gi"))  # Prometheus' units are base 2
+    assert 0.8 <= prometheus_cap / claim_bytes("prometheus") < 0.9, retention
+    args = objs[("StatefulSet", "victorialogs")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    cap = next(a.split("=", 1)[1] for a in args if a.startswith("-retention.maxDiskSpaceUsageBytes="))
+    assert 0.8 <= quantity_bytes(cap.replace("GiB", "Gi")) / claim_bytes("victorialogs") < 0.9, cap
