@@ -213,8 +213,15 @@ def http_probe(path: str, port: int | str, *, period: int = 10, failures: int = 
     return probe
 
 
-def exec_probe(argv: list[str], *, period: int = 10) -> dict:
-    return {"exec": {"command": argv}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3}
+def exec_probe(argv: list[str], *, period: int = 10, failures: int = 3) -> dict:
+    return {"exec": {"command": argv}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
+
+
+# A store recovering after a crash (replaying its WAL, a disk queue, Badger's value log) answers
+# no probe for minutes; until its startup probe passes the liveness probe does not run, so a long
+# recovery is not killed and begun again. 10 minutes for the stores, 5 for the rest.
+STORE_STARTUP = {"period": 10, "failures": 60}
+STARTUP = {"period": 5, "failures": 60}
 
 
 def ports(**named: int) -> list[dict]:
@@ -398,6 +405,7 @@ def collector_container(image: str, config: str, env: list[dict], *, prometheus:
             "resources": limited("otel-collector", "200m", **(disk or {})),
             "readinessProbe": http_probe("/", "health", period=5),
             "livenessProbe": http_probe("/", "health", period=10, failures=6),
+            "startupProbe": http_probe("/", "health", **STARTUP),
             "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/otel-collector", "readOnly": True},
                              {"name": "ingest-tokens", "mountPath": "/run/secrets/hitl/otelcol", "readOnly": True},
                              {"name": "file-storage", "mountPath": "/var/lib/otelcol/file_storage"}]}
@@ -466,6 +474,7 @@ def jaeger_objects(configs: dict[str, dict]) -> list[dict]:
                "securityContext": CONTAINER_SECURITY, "resources": resources("500m", "1Gi", "2"),
                "readinessProbe": http_probe("/status", "health", period=5),
                "livenessProbe": http_probe("/status", "health", failures=6),
+               "startupProbe": http_probe("/status", "health", **STORE_STARTUP),
                "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/jaeger", "readOnly": True},
                                 {"name": "data", "mountPath": "/var/lib/jaeger"}, TMP_MOUNT]}],
            "volumes": [{"name": "config", "configMap": {"name": "jaeger"}}, TMP]}
@@ -491,6 +500,7 @@ def victorialogs_objects() -> list[dict]:
                "resources": resources("250m", "1Gi", "2"),
                "readinessProbe": http_probe("/health", "http", period=5),
                "livenessProbe": http_probe("/health", "http", failures=6),
+               "startupProbe": http_probe("/health", "http", **STORE_STARTUP),
                "volumeMounts": [{"name": "data", "mountPath": "/victoria-logs-data"}]}]}
     return [statefulset("victorialogs", "logs", 1, pod, service_name="victorialogs",
                         claims=[pvc_template("data", f"{STORE_VOLUME_GIB['victorialogs']}Gi")]),
@@ -542,6 +552,7 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
                "securityContext": CONTAINER_SECURITY, "resources": resources("100m", "256Mi", "500m"),
                "readinessProbe": http_probe("/-/ready", "http", period=5),
                "livenessProbe": http_probe("/-/healthy", "http", failures=6),
+               "startupProbe": http_probe("/-/healthy", "http", **STARTUP),
                "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/alertmanager", "readOnly": True},
                                 # alertmanager.yml's *_file settings.
                                 {"name": "receivers", "mountPath": "/etc/alertmanager/secrets", "readOnly": True},
@@ -688,6 +699,8 @@ def dev_objects() -> list[dict]:
                   "resources": resources("250m", "512Mi", "1"),
                   "readinessProbe": exec_probe(["pg_isready", "--host=127.0.0.1", "--username=hitl", "--dbname=hitl"], period=5),
                   "livenessProbe": exec_probe(["pg_isready", "--host=127.0.0.1", "--username=hitl", "--dbname=hitl"]),
+                  "startupProbe": exec_probe(["pg_isready", "--host=127.0.0.1", "--username=hitl", "--dbname=hitl"],
+                                             **STORE_STARTUP),
                   "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
                                    {"name": "database", "mountPath": "/run/secrets/hitl/database", "readOnly": True},
                                    {"name": "run", "mountPath": "/var/run/postgresql"}, TMP_MOUNT]}],
@@ -702,6 +715,7 @@ def dev_objects() -> list[dict]:
                      "resources": resources("100m", "256Mi", "500m"),
                      "readinessProbe": exec_probe(["redis-cli", "ping"], period=5),
                      "livenessProbe": exec_probe(["redis-cli", "ping"]),
+                     "startupProbe": exec_probe(["redis-cli", "ping"], **STARTUP),
                      "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                  "volumes": [{"name": "data", "emptyDir": {}}]}
     redis = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("redis", "cache"),

@@ -285,6 +285,15 @@ def test_the_app_migrates_at_start_within_its_startup_probe_and_no_job_duplicate
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, startup
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_with_a_liveness_probe_has_a_startup_probe(rendered, overlay):
+    # Without one, a store replaying its data after a crash is killed by its liveness probe
+    # before it is up, and starts the replay again.
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            if "livenessProbe" in c:
+                assert "startupProbe" in c, f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}"
+
 
 def replica_count(obj: dict, objs: list[dict]) -> int:
     """The workload's replicas, or its HPA's minimum (an HPA target sets none)."""
