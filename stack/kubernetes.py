@@ -100,7 +100,8 @@ def images() -> dict[str, str]:
         "victorialogs": f"docker.io/victoriametrics/victoria-logs:v{v['VICTORIALOGS_VERSION']}",
         "prometheus": f"docker.io/prom/prometheus:v{v['PROMETHEUS_VERSION']}",
         "alertmanager": f"docker.io/prom/alertmanager:v{v['ALERTMANAGER_VERSION']}",
-        "grafana": f"docker.io/grafana/grafana:{v['GRAFANA_VERSION']}",
+        # grafana/Dockerfile: the VictoriaLogs datasource plugin baked in (no download at start).
+        "grafana": f"hitl-grafana:{v['GRAFANA_VERSION']}-{v['VICTORIALOGS_DATASOURCE_VERSION']}",
         "postgres": f"docker.io/library/postgres:{v['POSTGRES_VERSION']}",
         "redis": f"docker.io/library/redis:{v['REDIS_VERSION']}",
     }
@@ -509,6 +510,10 @@ def victorialogs_objects() -> list[dict]:
 
 # -- Prometheus, Alertmanager, Grafana -----------------------------------------------------------
 
+# Set by the StatefulSet controller on each of its pods.
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+
+
 def prometheus_objects(configs: dict[str, dict]) -> list[dict]:
     items = [{"key": "prometheus.yml", "path": "prometheus.yml"}]
     items += [{"key": k, "path": f"rules/{k}"} for k in sorted(configs["prometheus-rules"]["data"])]
@@ -534,7 +539,11 @@ def prometheus_objects(configs: dict[str, dict]) -> list[dict]:
                         claims=[pvc_template("data", f"{STORE_VOLUME_GIB['prometheus']}Gi")],
                         annotations={"checksum/config": checksum(configs["prometheus"], configs["prometheus-rules"])}),
             disruption_budget("prometheus", "metrics"),
-            service("prometheus", "metrics", "prometheus", {"http": C["prometheus"]}),
+            # What Grafana reads (http://prometheus:9090): replica 0 only, so every refresh draws
+            # from the same TSDB (two replicas scrape at different instants; behind one Service
+            # graphs would change between refreshes). Failover is by hand (docs/kubernetes.md).
+            service("prometheus", "metrics", "prometheus", {"http": C["prometheus"]},
+                    extra={"selector": {**selector("prometheus"), POD_NAME_LABEL: "prometheus-0"}}),
             service("prometheus-headless", "metrics", "prometheus", {"http": C["prometheus"]}, headless=True)]
 
 
@@ -575,14 +584,11 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
 def grafana_objects(configs: dict[str, dict]) -> list[dict]:
     def files(cm: str, prefix: str) -> dict:
         return {"configMap": {"name": cm, "items": [{"key": k, "path": f"{prefix}{k}"} for k in sorted(configs[cm]["data"])]}}
-    v = read_versions()
     pod = {"securityContext": pod_security("grafana", fs_group=True),
            "containers": [{
                "name": "grafana", "image": images()["grafana"], "imagePullPolicy": "IfNotPresent",
                "env": [{"name": "GF_SECURITY_ADMIN_PASSWORD__FILE", "value": "/run/secrets/hitl/grafana/admin-password"},
-                       {"name": "GF_PATHS_CONFIG", "value": "/etc/hitl/grafana/grafana.ini"},
-                       {"name": "GF_PLUGINS_PREINSTALL_SYNC",
-                        "value": f"victoriametrics-logs-datasource@{v['VICTORIALOGS_DATASOURCE_VERSION']}"}],
+                       {"name": "GF_PATHS_CONFIG", "value": "/etc/hitl/grafana/grafana.ini"}],
                "ports": ports(http=C["grafana"]), "securityContext": CONTAINER_SECURITY,
                "resources": resources("100m", "512Mi", "1"),
                "readinessProbe": http_probe("/api/health", "http", period=5),

@@ -382,3 +382,27 @@ def test_the_stores_size_caps_follow_their_volumes(rendered):
     args = objs[("StatefulSet", "victorialogs")]["spec"]["template"]["spec"]["containers"][0]["args"]
     cap = next(a.split("=", 1)[1] for a in args if a.startswith("-retention.maxDiskSpaceUsageBytes="))
     assert 0.8 <= quantity_bytes(cap.replace("GiB", "Gi")) / claim_bytes("victorialogs") < 0.9, cap
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grafana_reads_one_prometheus_replica(rendered, overlay):
+    # Two independent replicas behind one Service: each refresh could draw from the other one,
+    # and graphs (and rate() over counter resets) disagree between refreshes.
+    objs = by_kind_name(rendered[overlay])
+    datasources = yaml.safe_load(objs[("ConfigMap", "grafana-datasources")]["data"]["datasources.yaml"])
+    url = next(d["url"] for d in datasources["datasources"] if d["type"] == "prometheus")
+    host = url.split("//", 1)[1].split(":", 1)[0]
+    selector = objs[("Service", host)]["spec"]["selector"]
+    assert selector.get("statefulset.kubernetes.io/pod-name") == "prometheus-0", (url, selector)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_pod_downloads_plugins_at_start(rendered, overlay):
+    # An air-gapped cluster has no plugin catalogue: the plugin is in our Grafana image.
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            names = {e["name"] for e in c.get("env", [])}
+            assert not {n for n in names if n.startswith(("GF_INSTALL_PLUGINS", "GF_PLUGINS_PREINSTALL"))}, (
+                f"{overlay}: {obj['metadata']['name']}/{c['name']}: {names}")
+    grafana = by_kind_name(rendered[overlay])[("StatefulSet", "grafana")]["spec"]["template"]["spec"]["containers"][0]
+    assert grafana["image"] == kubernetes.images()["grafana"] and not grafana["image"].startswith("docker.io/")
