@@ -750,6 +750,26 @@ def spread_preferred_patch(statefulset_name: str) -> dict:
                                       "value": "ScheduleAnyway"}], sort_keys=False)}
 
 
+# On every workload that reads a Secret (file or environment): a rotated Secret reaches none of
+# them by itself (environment variables keep their value; the programs read their secret files
+# at start), so the rotation runbook (docs/kubernetes.md) restarts them by this label.
+SECRET_ROTATION_LABEL = "hitl/restart-on-secret-rotation"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def reads_a_secret(obj: dict) -> bool:
+    pod = obj["spec"]["template"]["spec"]
+    return (any("secret" in v for v in pod.get("volumes", []))
+            or any("secretKeyRef" in e.get("valueFrom", {}) for c in pod["containers"] for e in c.get("env", [])))
+
+
+def mark_secret_readers(objs: list[dict]) -> list[dict]:
+    for obj in objs:
+        if obj["kind"] in WORKLOAD_KINDS and reads_a_secret(obj):
+            obj["metadata"]["labels"][SECRET_ROTATION_LABEL] = "true"
+    return objs
+
+
 BASE_FILES = ("configs", "app", "collectors", "jaeger", "victorialogs", "prometheus", "alertmanager", "grafana",
               "network-policies")
 
@@ -768,7 +788,7 @@ def files() -> dict[str, str]:
         "grafana": grafana_objects(configs),
         "network-policies": network_policies(),
     }
-    out = {f"base/{name}.yaml": dump(objs) for name, objs in base.items()}
+    out = {f"base/{name}.yaml": dump(mark_secret_readers(objs)) for name, objs in base.items()}
     required_spread = [o["metadata"]["name"] for objs in base.values() for o in objs if o["kind"] == "StatefulSet"
                        and o["spec"]["template"]["spec"].get("topologySpreadConstraints")]
     out["base/kustomization.yaml"] = dump_one({
@@ -776,7 +796,7 @@ def files() -> dict[str, str]:
         "labels": [{"pairs": {"app.kubernetes.io/version": app_version()}, "includeSelectors": False}],
         "resources": [f"{name}.yaml" for name in BASE_FILES]})
     out["overlays/dev/namespace.yaml"] = dump_one(namespace(NAMESPACES["dev"]))
-    out["overlays/dev/postgres-redis.yaml"] = dump(dev_objects())
+    out["overlays/dev/postgres-redis.yaml"] = dump(mark_secret_readers(dev_objects()))
     out["overlays/dev/kustomization.yaml"] = dump_one({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "namespace": NAMESPACES["dev"],

@@ -406,3 +406,22 @@ def test_no_pod_downloads_plugins_at_start(rendered, overlay):
                 f"{overlay}: {obj['metadata']['name']}/{c['name']}: {names}")
     grafana = by_kind_name(rendered[overlay])[("StatefulSet", "grafana")]["spec"]["template"]["spec"]["containers"][0]
     assert grafana["image"] == kubernetes.images()["grafana"] and not grafana["image"].startswith("docker.io/")
+
+
+def references_a_secret(obj: dict) -> bool:
+    pod = obj["spec"]["template"]["spec"]
+    return (any("secret" in v for v in pod.get("volumes", []))
+            or any("secretKeyRef" in e.get("valueFrom", {}) for c in containers(obj) for e in c.get("env", [])))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_documented_secret_rotation_restarts_every_pod_that_reads_a_secret(rendered, overlay):
+    # Nothing restarts a pod when a Secret changes (environment variables keep the old value,
+    # and most programs read their secret files once): the rotation runbook restarts, by label,
+    # exactly the workloads that read one.
+    label = kubernetes.SECRET_ROTATION_LABEL
+    for obj in workloads(rendered[overlay]):
+        marked = obj["metadata"].get("labels", {}).get(label) == "true"
+        assert marked == references_a_secret(obj), f"{overlay}: {obj['kind']} {obj['metadata']['name']}"
+    docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"rollout restart deployment,statefulset,daemonset -l {label}=true" in docs
