@@ -74,8 +74,9 @@ USERS = {"app": 10001, "otelcol": 10001, "jaeger": 10001, "victorialogs": 65534,
 
 # The stores' volumes, and the share of each their size caps may fill (the rest: the WAL,
 # compaction's temporary copies, filesystem overhead). A cap far below the volume would cut the
-# retention window (31 days for the SLOs) long before the disk is full.
-STORE_VOLUME_GIB = {"prometheus": 20, "victorialogs": 20}
+# retention window (31 days for the SLOs) long before the disk is full. Prometheus: 31 days at
+# the HPA's 6 app replicas is ~29 GiB by docs/capacity.md's sizing (2 bytes a sample).
+STORE_VOLUME_GIB = {"prometheus": 40, "victorialogs": 20}
 STORE_CAP_SHARE = 0.85
 
 

@@ -425,3 +425,16 @@ def test_the_documented_secret_rotation_restarts_every_pod_that_reads_a_secret(r
         assert marked == references_a_secret(obj), f"{overlay}: {obj['kind']} {obj['metadata']['name']}"
     docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
     assert f"rollout restart deployment,statefulset,daemonset -l {label}=true" in docs
+
+
+def test_prometheus_size_cap_holds_the_slo_window_at_the_hpas_maximum(rendered):
+    # docs/capacity.md's sizing: 16 series per span-metric combination, ~50 combinations per app
+    # instance, once per gateway; up to 2 bytes per sample; the span metrics scraped every 2.5 s.
+    objs = by_kind_name(rendered["prod"])
+    hpa = objs[("HorizontalPodAutoscaler", "hitl-review")]["spec"]
+    series = 16 * 50 * hpa["maxReplicas"] * ha.DEFAULT_GATEWAYS
+    window_seconds = 31 * 86400
+    needed = series / 2.5 * 2 * window_seconds
+    config = yaml.safe_load(objs[("ConfigMap", "prometheus")]["data"]["prometheus.yml"])
+    cap = quantity_bytes(config["storage"]["tsdb"]["retention"]["size"].replace("GB", "Gi"))
+    assert cap >= needed, f"the size cap ({cap / 2**30:.0f} GiB) cuts the 31 days ({needed / 2**30:.1f} GiB needed)"
