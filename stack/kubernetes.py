@@ -4,7 +4,7 @@
     kubectl apply --server-side -k deploy/kubernetes/overlays/prod     (docs/kubernetes.md)
 
 A kustomize base and two overlays. The base is the whole system of compose.ha.yaml (the HA shape):
-the review service (Deployment, PDB, HPA, a migration Job per release), the agent collector on
+the review service (Deployment, PDB, HPA; it migrates the schema at start), the agent collector on
 every node (DaemonSet behind a node-local Service named otel-collector, the address the app and
 compose use), the gateways (StatefulSet behind the headless Service otel-gateway, the name the
 agent's DNS resolver reads), Jaeger and VictoriaLogs (StatefulSets on PVCs), two Prometheus
@@ -72,6 +72,18 @@ USERS = {"app": 10001, "otelcol": 10001, "jaeger": 10001, "victorialogs": 65534,
          "alertmanager": 65534, "grafana": 472, "postgres": 999, "redis": 999}
 
 
+# The stores' volumes, and the share of each their size caps may fill (the rest: the WAL,
+# compaction's temporary copies, filesystem overhead). A cap far below the volume would cut the
+# retention window (31 days for the SLOs) long before the disk is full. Prometheus: 31 days at
+# the HPA's 6 app replicas is ~29 GiB by docs/capacity.md's sizing (2 bytes a sample).
+STORE_VOLUME_GIB = {"prometheus": 40, "victorialogs": 20}
+STORE_CAP_SHARE = 0.85
+
+
+def store_size_cap_gib(store: str) -> int:
+    return int(STORE_VOLUME_GIB[store] * STORE_CAP_SHARE)
+
+
 # -- sources -----------------------------------------------------------------------------------
 
 def app_version() -> str:
@@ -89,7 +101,8 @@ def images() -> dict[str, str]:
         "victorialogs": f"docker.io/victoriametrics/victoria-logs:v{v['VICTORIALOGS_VERSION']}",
         "prometheus": f"docker.io/prom/prometheus:v{v['PROMETHEUS_VERSION']}",
         "alertmanager": f"docker.io/prom/alertmanager:v{v['ALERTMANAGER_VERSION']}",
-        "grafana": f"docker.io/grafana/grafana:{v['GRAFANA_VERSION']}",
+        # grafana/Dockerfile: the VictoriaLogs datasource plugin baked in (no download at start).
+        "grafana": f"hitl-grafana:{v['GRAFANA_VERSION']}-{v['VICTORIALOGS_DATASOURCE_VERSION']}",
         "postgres": f"docker.io/library/postgres:{v['POSTGRES_VERSION']}",
         "redis": f"docker.io/library/redis:{v['REDIS_VERSION']}",
     }
@@ -106,9 +119,27 @@ def app_resources() -> dict[str, float]:
     return limits_of("hitl-review")
 
 
-def limited(service: str, cpu_request: str) -> dict:
+def limited(service: str, cpu_request: str, **disk: str) -> dict:
     res = limits_of(service)
-    return resources(cpu_request, f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}")
+    return resources(cpu_request, f"{res['memory'] // (1 << 20)}Mi", f"{res['cpu']:g}", **disk)
+
+
+# One queued item (a span, log record or metric point as the collector's persistent queue stores
+# it, OTLP protobuf): an upper estimate for the app's spans (ids, name, a dozen short attributes).
+QUEUED_ITEM_BYTES = 512
+
+
+def agent_queue_bytes() -> int:
+    """What agent.yaml's disk queues may hold: queue_size batches of up to send_batch_size items,
+    for each exporter that queues on file_storage (a long gateway outage fills them)."""
+    config = yaml.safe_load(_read("otel-collector/agent.yaml"))
+    batch = config["processors"]["batch"]["send_batch_size"]
+    return sum(e["sending_queue"]["queue_size"] * batch * QUEUED_ITEM_BYTES for e in config["exporters"].values()
+               if isinstance(e, dict) and e.get("sending_queue", {}).get("storage") == "file_storage")
+
+
+def gibibytes(n: int) -> str:
+    return f"{-(-n // (1 << 30))}Gi"
 
 
 def _read(rel: str) -> str:
@@ -130,7 +161,7 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 
 def selector(name: str) -> dict[str, str]:
-    if name == APP:  # not the migration Job's pods (same name, component migration)
+    if name == APP:  # the API's pods only
         return {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": "api"}
     return {"app.kubernetes.io/name": name}
 
@@ -161,10 +192,19 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem
                       "capabilities": {"drop": ["ALL"]}}
 
 
-def resources(cpu_request: str, memory: str, cpu_limit: str) -> dict:
+# Ephemeral storage of a container whose root filesystem is read-only: its logs (the kubelet
+# rotates them at 5 x 10 MiB by default) and any disk-backed emptyDir. Declared, so the kubelet
+# evicts a pod that outgrows its own limit rather than whichever pods it ranks first under node
+# disk pressure.
+LOGS_STORAGE = {"request": "64Mi", "limit": "256Mi"}
+
+
+def resources(cpu_request: str, memory: str, cpu_limit: str, *, disk_request: str = LOGS_STORAGE["request"],
+              disk_limit: str = LOGS_STORAGE["limit"]) -> dict:
     # Memory request = limit (no overcommit: the memory_limiter and GOMEMLIMIT-like settings work
     # in percentages of the limit); CPU limited too, the alerts divide by it.
-    return {"requests": {"cpu": cpu_request, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory}}
+    return {"requests": {"cpu": cpu_request, "memory": memory, "ephemeral-storage": disk_request},
+            "limits": {"cpu": cpu_limit, "memory": memory, "ephemeral-storage": disk_limit}}
 
 
 def http_probe(path: str, port: int | str, *, period: int = 10, failures: int = 3, delay: int = 0) -> dict:
@@ -175,8 +215,15 @@ def http_probe(path: str, port: int | str, *, period: int = 10, failures: int = 
     return probe
 
 
-def exec_probe(argv: list[str], *, period: int = 10) -> dict:
-    return {"exec": {"command": argv}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3}
+def exec_probe(argv: list[str], *, period: int = 10, failures: int = 3) -> dict:
+    return {"exec": {"command": argv}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
+
+
+# A store recovering after a crash (replaying its WAL, a disk queue, Badger's value log) answers
+# no probe for minutes; until its startup probe passes the liveness probe does not run, so a long
+# recovery is not killed and begun again. 10 minutes for the stores, 5 for the rest.
+STORE_STARTUP = {"period": 10, "failures": 60}
+STARTUP = {"period": 5, "failures": 60}
 
 
 def ports(**named: int) -> list[dict]:
@@ -198,8 +245,24 @@ def pvc_template(name: str, size: str) -> dict:
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
 
 
+def spread_over_nodes(name: str, when_unsatisfiable: str) -> list[dict]:
+    return [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": when_unsatisfiable,
+             "labelSelector": {"matchLabels": selector(name)}}]
+
+
+def disruption_budget(name: str, component: str) -> dict:
+    # One pod at a time, whatever the count: a drain never takes two replicas of a quorum or of
+    # the HA pairs (minAvailable 1 would let it take all but one).
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(name, component),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(name)}}}
+
+
 def statefulset(name: str, component: str, replicas: int, pod: dict, *, service_name: str,
                 claims: list[dict], annotations: dict | None = None) -> dict:
+    if replicas > 1:
+        # Required: two replicas of an HA set on one node are one failure. The dev overlay (one
+        # node) relaxes it to ScheduleAnyway (files()).
+        pod = {**pod, "topologySpreadConstraints": spread_over_nodes(name, "DoNotSchedule")}
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(name, component),
             "spec": {"replicas": replicas, "serviceName": service_name, "selector": {"matchLabels": selector(name)},
                      # Peers, not a sequence: all start at once (the ordered default would wait
@@ -219,6 +282,10 @@ def pod_template(name: str, component: str, pod: dict, annotations: dict | None 
 
 
 def secret_volume(volume: str, secret: str, items: dict[str, str] | None = None, *, optional: bool = False) -> dict:
+    # The kubelet writes the files as root; readable by the pod's user only through the pod's
+    # fsGroup, whose group the kubelet gives them (with group read) - so every pod that mounts one
+    # sets fsGroup. Nobody else on the node reads them.
+    # https://github.com/kubernetes/kubernetes/blob/master/pkg/volume/volume_linux.go
     src: dict = {"secretName": secret, "defaultMode": 0o440}
     if items:
         src["items"] = [{"key": k, "path": p} for k, p in items.items()]
@@ -273,52 +340,42 @@ APP_SECRET_MOUNTS = [
 ]
 
 
-def app_container(name: str, args: list[str] | None, *, probes: bool) -> dict:
-    c = {"name": name, "image": images()["app"], "imagePullPolicy": "IfNotPresent",
-         "env": app_env(), "securityContext": CONTAINER_SECURITY,
-         # thresholds.yaml: one uvicorn worker, its CPU and memory limit; requested in full, so
-         # the HPA's percentage is of one core (docs/capacity.md: a process carries ~90 req/s).
-         "resources": limited(APP, f"{app_resources()['cpu']:g}"),
-         "volumeMounts": [TMP_MOUNT, *APP_SECRET_MOUNTS]}
-    if args:
-        c["args"] = args
-    if probes:
-        c["ports"] = ports(http=C["app"])
-        c["readinessProbe"] = http_probe("/health/ready", "http", period=5)
-        c["livenessProbe"] = http_probe("/health/live", "http", period=10, failures=3)
-        c["startupProbe"] = http_probe("/health/live", "http", period=2, failures=30)
-        # Leave the endpoints before uvicorn stops accepting (it then drains for 5 s).
-        c["lifecycle"] = {"preStop": {"sleep": {"seconds": 5}}}
-    return c
+def app_container() -> dict:
+    # The image's command serves, migrating first under a PostgreSQL advisory lock
+    # (app/migrations/env.py): replicas starting together take turns, so no migration Job (whose
+    # immutable template would make any change within a version fail to apply).
+    return {"name": "app", "image": images()["app"], "imagePullPolicy": "IfNotPresent",
+            "env": app_env(), "securityContext": CONTAINER_SECURITY,
+            # thresholds.yaml: one uvicorn worker, its CPU and memory limit; requested in full, so
+            # the HPA's percentage is of one core (docs/capacity.md: a process carries ~90 req/s).
+            "resources": limited(APP, f"{app_resources()['cpu']:g}"),
+            "volumeMounts": [TMP_MOUNT, *APP_SECRET_MOUNTS],
+            "ports": ports(http=C["app"]),
+            "readinessProbe": http_probe("/health/ready", "http", period=5),
+            "livenessProbe": http_probe("/health/live", "http", period=10, failures=3),
+            # /health/live answers once the migration is done: 5 min for a long migration, or for
+            # waiting on the replicas that hold the lock before this one.
+            "startupProbe": http_probe("/health/live", "http", period=5, failures=60),
+            # Leave the endpoints before uvicorn stops accepting (it then drains for 5 s).
+            "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}}
 
 
 def app_objects() -> list[dict]:
-    pod = {"securityContext": pod_security("app"),
+    pod = {"securityContext": pod_security("app", fs_group=True),
            "terminationGracePeriodSeconds": 30,
-           "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                                          "whenUnsatisfiable": "ScheduleAnyway",
-                                          "labelSelector": {"matchLabels": selector(APP)}}],
-           "containers": [app_container("app", None, probes=True)],
+           # Preferred: stateless, and the HPA may want more replicas than there are nodes.
+           "topologySpreadConstraints": spread_over_nodes(APP, "ScheduleAnyway"),
+           "containers": [app_container()],
            "volumes": [TMP, *APP_SECRET_VOLUMES]}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(APP, "api"),
-                  "spec": {"replicas": 2, "selector": {"matchLabels": selector(APP)},
+                  # No `replicas`: the HPA owns the count (each apply of one would reset it); a
+                  # new Deployment starts at 1 and the HPA raises it to minReplicas at once.
+                  "spec": {"selector": {"matchLabels": selector(APP)},
                            "revisionHistoryLimit": 5,
                            # A new pod is Ready before an old one goes: capacity never drops.
                            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                            "template": pod_template(APP, "api", pod)}}
-    migrate_name = f"{APP}-migrate-{app_version().replace('.', '-')}"
-    job_pod = {"securityContext": pod_security("app"), "restartPolicy": "Never",
-               "containers": [app_container("migrate", ["migrate"], probes=False)],
-               "volumes": [TMP, *APP_SECRET_VOLUMES]}
-    migrate = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(migrate_name, "migration"),
-               # One Job per release (its name carries the version; a Job's template cannot change),
-               # so `kubectl apply` runs the migration once when the version changes. Alembic's
-               # upgrade is idempotent, and the app refuses to serve on a schema it does not know.
-               "spec": {"backoffLimit": 4, "activeDeadlineSeconds": 900,
-                        "template": {"metadata": {"labels": {**labels(APP, "migration")}},
-                                     "spec": {"automountServiceAccountToken": False, **job_pod}}}}
-    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(APP, "api"),
-           "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(APP)}}}
+    pdb = disruption_budget(APP, "api")
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(APP, "api"),
            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
                     "minReplicas": 2, "maxReplicas": 6,
@@ -327,17 +384,18 @@ def app_objects() -> list[dict]:
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}}
     svc = service(APP, "api", APP, {"http": C["app"]})
-    return [deployment, pdb, hpa, svc, migrate]
+    return [deployment, pdb, hpa, svc]
 
 
 # -- collectors --------------------------------------------------------------------------------
 
 GATEWAY, AGENT = ha.GATEWAY_ALIAS, ha.AGENT_HOST
+NODE_CRITICAL = "hitl-node-critical"
 COLLECTOR_PORTS = dict(otlp_grpc=C["otlp_grpc"], otlp_http=C["otlp_http"], otlp_auth_grpc=C["otlp_auth_grpc"],
                        otlp_auth_http=C["otlp_auth_http"], telemetry=C["otelcol_telemetry"], health=C["otelcol_health"])
 
 
-def collector_container(image: str, config: str, env: list[dict], *, prometheus: bool) -> dict:
+def collector_container(image: str, config: str, env: list[dict], *, prometheus: bool, disk: dict | None = None) -> dict:
     p = dict(COLLECTOR_PORTS, **({"prometheus": C["otelcol_prometheus"]} if prometheus else {}))
     return {"name": "otelcol", "image": images()[image], "imagePullPolicy": "IfNotPresent",
             "args": [f"--config=file:/etc/hitl/otel-collector/{config}"],
@@ -346,9 +404,10 @@ def collector_container(image: str, config: str, env: list[dict], *, prometheus:
             "ports": ports(**p), "securityContext": CONTAINER_SECURITY,
             # thresholds.yaml: memory_limiter works in percentages of the memory limit, and
             # OtelCollectorNearCapacity divides by the CPU limit.
-            "resources": limited("otel-collector", "200m"),
+            "resources": limited("otel-collector", "200m", **(disk or {})),
             "readinessProbe": http_probe("/", "health", period=5),
             "livenessProbe": http_probe("/", "health", period=10, failures=6),
+            "startupProbe": http_probe("/", "health", **STARTUP),
             "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/otel-collector", "readOnly": True},
                              {"name": "ingest-tokens", "mountPath": "/run/secrets/hitl/otelcol", "readOnly": True},
                              {"name": "file-storage", "mountPath": "/var/lib/otelcol/file_storage"}]}
@@ -368,25 +427,36 @@ def collector_objects(configs: dict[str, dict]) -> list[dict]:
     gateway = statefulset(GATEWAY, "gateway", ha.DEFAULT_GATEWAYS, gateway_pod, service_name=GATEWAY,
                           claims=[pvc_template("file-storage", "2Gi")],
                           annotations={"checksum/config": checksum(cfg)})
+    # The emptyDir holds what the queues may hold, and the container's limit adds its logs: a long
+    # gateway outage fills the queue without getting the pod evicted (which deletes the queue).
+    queue = agent_queue_bytes()
+    agent_disk = {"disk_limit": gibibytes(queue + (1 << 30))}
     agent_pod = {"securityContext": pod_security("otelcol", fs_group=True),
                  "terminationGracePeriodSeconds": 30,
+                 # Under node pressure the kubelet evicts lower priorities first, and the
+                 # scheduler makes room for the agent on a full node: it carries every pod's telemetry.
+                 "priorityClassName": NODE_CRITICAL,
                  "containers": [collector_container("agent", "agent.yaml", [
-                     field_env("OTELCOL_INSTANCE_ID", "spec.nodeName")], prometheus=False)],
+                     field_env("OTELCOL_INSTANCE_ID", "spec.nodeName")], prometheus=False, disk=agent_disk)],
                  # The queue survives a container restart; a deleted pod's queue is lost
                  # (a hostPath would survive it, but the restricted Pod Security level forbids it).
-                 "volumes": [*volumes, {"name": "file-storage", "emptyDir": {"sizeLimit": "2Gi"}}]}
+                 "volumes": [*volumes, {"name": "file-storage", "emptyDir": {"sizeLimit": gibibytes(queue)}}]}
     agent = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(AGENT, "agent"),
              "spec": {"selector": {"matchLabels": selector(AGENT)},
                       "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                       "template": pod_template(AGENT, "agent", agent_pod, {"checksum/config": checksum(cfg)})}}
     otlp = {k: v for k, v in COLLECTOR_PORTS.items() if k.startswith("otlp")}
+    priority = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": meta(NODE_CRITICAL, "agent"),
+                # Below the built-in system-node-critical (2,000,001,000), above any workload's default 0.
+                "value": 1_000_000, "globalDefault": False, "preemptionPolicy": "PreemptLowerPriority",
+                "description": "The node's telemetry agent: evicted last, scheduled first."}
     return [
-        agent,
+        priority, agent,
         # What the services send to: the agent on their own node (no hop to another node).
         service("otel-collector", "agent", AGENT, otlp, extra={"internalTrafficPolicy": "Local"}),
         # Prometheus finds every agent here (DNS).
         service(AGENT, "agent", AGENT, {"telemetry": C["otelcol_telemetry"]}, headless=True),
-        gateway,
+        gateway, disruption_budget(GATEWAY, "gateway"),
         # The agents' DNS resolver and Prometheus read every ready gateway from this name.
         service(GATEWAY, "gateway", GATEWAY, {"otlp-grpc": C["otlp_grpc"], "telemetry": C["otelcol_telemetry"],
                                                "prometheus": C["otelcol_prometheus"]}, headless=True),
@@ -406,6 +476,7 @@ def jaeger_objects(configs: dict[str, dict]) -> list[dict]:
                "securityContext": CONTAINER_SECURITY, "resources": resources("500m", "1Gi", "2"),
                "readinessProbe": http_probe("/status", "health", period=5),
                "livenessProbe": http_probe("/status", "health", failures=6),
+               "startupProbe": http_probe("/status", "health", **STORE_STARTUP),
                "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/jaeger", "readOnly": True},
                                 {"name": "data", "mountPath": "/var/lib/jaeger"}, TMP_MOUNT]}],
            "volumes": [{"name": "config", "configMap": {"name": "jaeger"}}, TMP]}
@@ -416,23 +487,33 @@ def jaeger_objects(configs: dict[str, dict]) -> list[dict]:
                                                    "query-grpc": C["jaeger_query_grpc"], "metrics": C["jaeger_metrics"]})]
 
 
+VICTORIALOGS_CAP_FLAG = "-retention.maxDiskSpaceUsageBytes="
+
+
 def victorialogs_objects() -> list[dict]:
     pod = {"securityContext": pod_security("victorialogs", fs_group=True),
            "containers": [{
                "name": "victorialogs", "image": images()["victorialogs"], "imagePullPolicy": "IfNotPresent",
                # The same flags as compose: the two that differ, then victoria-logs.flags.
-               "args": [f"-httpListenAddr=:{C['victorialogs']}", "-storageDataPath=/victoria-logs-data", *victorialogs_flags()],
+               "args": [f"-httpListenAddr=:{C['victorialogs']}", "-storageDataPath=/victoria-logs-data",
+                        *[VICTORIALOGS_CAP_FLAG + f"{store_size_cap_gib('victorialogs')}GiB" if f.startswith(VICTORIALOGS_CAP_FLAG) else f
+                          for f in victorialogs_flags()]],
                "ports": ports(http=C["victorialogs"]), "securityContext": CONTAINER_SECURITY,
                "resources": resources("250m", "1Gi", "2"),
                "readinessProbe": http_probe("/health", "http", period=5),
                "livenessProbe": http_probe("/health", "http", failures=6),
+               "startupProbe": http_probe("/health", "http", **STORE_STARTUP),
                "volumeMounts": [{"name": "data", "mountPath": "/victoria-logs-data"}]}]}
     return [statefulset("victorialogs", "logs", 1, pod, service_name="victorialogs",
-                        claims=[pvc_template("data", "20Gi")]),
+                        claims=[pvc_template("data", f"{STORE_VOLUME_GIB['victorialogs']}Gi")]),
             service("victorialogs", "logs", "victorialogs", {"http": C["victorialogs"]})]
 
 
 # -- Prometheus, Alertmanager, Grafana -----------------------------------------------------------
+
+# Set by the StatefulSet controller on each of its pods.
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+
 
 def prometheus_objects(configs: dict[str, dict]) -> list[dict]:
     items = [{"key": "prometheus.yml", "path": "prometheus.yml"}]
@@ -456,9 +537,14 @@ def prometheus_objects(configs: dict[str, dict]) -> list[dict]:
                                 {"name": "data", "mountPath": "/prometheus"}]}],
            "volumes": [{"name": "config", "projected": {"sources": config_items}}]}
     return [statefulset("prometheus", "metrics", ha.PROMETHEUS_REPLICAS, pod, service_name="prometheus-headless",
-                        claims=[pvc_template("data", "20Gi")],
+                        claims=[pvc_template("data", f"{STORE_VOLUME_GIB['prometheus']}Gi")],
                         annotations={"checksum/config": checksum(configs["prometheus"], configs["prometheus-rules"])}),
-            service("prometheus", "metrics", "prometheus", {"http": C["prometheus"]}),
+            disruption_budget("prometheus", "metrics"),
+            # What Grafana reads (http://prometheus:9090): replica 0 only, so every refresh draws
+            # from the same TSDB (two replicas scrape at different instants; behind one Service
+            # graphs would change between refreshes). Failover is by hand (docs/kubernetes.md).
+            service("prometheus", "metrics", "prometheus", {"http": C["prometheus"]},
+                    extra={"selector": {**selector("prometheus"), POD_NAME_LABEL: "prometheus-0"}}),
             service("prometheus-headless", "metrics", "prometheus", {"http": C["prometheus"]}, headless=True)]
 
 
@@ -476,6 +562,7 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
                "securityContext": CONTAINER_SECURITY, "resources": resources("100m", "256Mi", "500m"),
                "readinessProbe": http_probe("/-/ready", "http", period=5),
                "livenessProbe": http_probe("/-/healthy", "http", failures=6),
+               "startupProbe": http_probe("/-/healthy", "http", **STARTUP),
                "volumeMounts": [{"name": "config", "mountPath": "/etc/hitl/alertmanager", "readOnly": True},
                                 # alertmanager.yml's *_file settings.
                                 {"name": "receivers", "mountPath": "/etc/alertmanager/secrets", "readOnly": True},
@@ -490,6 +577,7 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
     return [statefulset("alertmanager", "alerting", ha.ALERTMANAGERS, pod, service_name="alertmanager-headless",
                         claims=[pvc_template("data", "1Gi")],
                         annotations={"checksum/config": checksum(configs["alertmanager"])}),
+            disruption_budget("alertmanager", "alerting"),
             service("alertmanager", "alerting", "alertmanager", {"http": C["alertmanager"]}),
             headless]
 
@@ -497,14 +585,11 @@ def alertmanager_objects(configs: dict[str, dict]) -> list[dict]:
 def grafana_objects(configs: dict[str, dict]) -> list[dict]:
     def files(cm: str, prefix: str) -> dict:
         return {"configMap": {"name": cm, "items": [{"key": k, "path": f"{prefix}{k}"} for k in sorted(configs[cm]["data"])]}}
-    v = read_versions()
     pod = {"securityContext": pod_security("grafana", fs_group=True),
            "containers": [{
                "name": "grafana", "image": images()["grafana"], "imagePullPolicy": "IfNotPresent",
                "env": [{"name": "GF_SECURITY_ADMIN_PASSWORD__FILE", "value": "/run/secrets/hitl/grafana/admin-password"},
-                       {"name": "GF_PATHS_CONFIG", "value": "/etc/hitl/grafana/grafana.ini"},
-                       {"name": "GF_PLUGINS_PREINSTALL_SYNC",
-                        "value": f"victoriametrics-logs-datasource@{v['VICTORIALOGS_DATASOURCE_VERSION']}"}],
+                       {"name": "GF_PATHS_CONFIG", "value": "/etc/hitl/grafana/grafana.ini"}],
                "ports": ports(http=C["grafana"]), "securityContext": CONTAINER_SECURITY,
                "resources": resources("100m", "512Mi", "1"),
                "readinessProbe": http_probe("/api/health", "http", period=5),
@@ -621,6 +706,8 @@ def dev_objects() -> list[dict]:
                   "resources": resources("250m", "512Mi", "1"),
                   "readinessProbe": exec_probe(["pg_isready", "--host=127.0.0.1", "--username=hitl", "--dbname=hitl"], period=5),
                   "livenessProbe": exec_probe(["pg_isready", "--host=127.0.0.1", "--username=hitl", "--dbname=hitl"]),
+                  "startupProbe": exec_probe(["pg_isready", "--host=127.0.0.1", "--username=hitl", "--dbname=hitl"],
+                                             **STORE_STARTUP),
                   "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
                                    {"name": "database", "mountPath": "/run/secrets/hitl/database", "readOnly": True},
                                    {"name": "run", "mountPath": "/var/run/postgresql"}, TMP_MOUNT]}],
@@ -635,12 +722,13 @@ def dev_objects() -> list[dict]:
                      "resources": resources("100m", "256Mi", "500m"),
                      "readinessProbe": exec_probe(["redis-cli", "ping"], period=5),
                      "livenessProbe": exec_probe(["redis-cli", "ping"]),
+                     "startupProbe": exec_probe(["redis-cli", "ping"], **STARTUP),
                      "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                  "volumes": [{"name": "data", "emptyDir": {}}]}
     redis = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("redis", "cache"),
              "spec": {"replicas": 1, "selector": {"matchLabels": selector("redis")},
                       "template": pod_template("redis", "cache", redis_pod)}}
-    # The API and its migration Job.
+    # The API.
     app_only = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": APP}}}]
     return [statefulset("postgres", "database", 1, pg_pod, service_name="postgres", claims=[pvc_template("data", "10Gi")]),
             service("postgres", "database", "postgres", {"postgres": C["postgres"]}),
@@ -654,6 +742,33 @@ def env_patch(env: dict) -> dict:
     return {"target": {"kind": "Deployment", "name": APP},
             "patch": yaml.safe_dump([{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": env}],
                                     sort_keys=False)}
+
+
+def spread_preferred_patch(statefulset_name: str) -> dict:
+    """A one-node cluster cannot hold replicas on different nodes: dev prefers what prod requires."""
+    return {"target": {"kind": "StatefulSet", "name": statefulset_name},
+            "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/template/spec/topologySpreadConstraints/0/whenUnsatisfiable",
+                                      "value": "ScheduleAnyway"}], sort_keys=False)}
+
+
+# On every workload that reads a Secret (file or environment): a rotated Secret reaches none of
+# them by itself (environment variables keep their value; the programs read their secret files
+# at start), so the rotation runbook (docs/kubernetes.md) restarts them by this label.
+SECRET_ROTATION_LABEL = "hitl/restart-on-secret-rotation"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def reads_a_secret(obj: dict) -> bool:
+    pod = obj["spec"]["template"]["spec"]
+    return (any("secret" in v for v in pod.get("volumes", []))
+            or any("secretKeyRef" in e.get("valueFrom", {}) for c in pod["containers"] for e in c.get("env", [])))
+
+
+def mark_secret_readers(objs: list[dict]) -> list[dict]:
+    for obj in objs:
+        if obj["kind"] in WORKLOAD_KINDS and reads_a_secret(obj):
+            obj["metadata"]["labels"][SECRET_ROTATION_LABEL] = "true"
+    return objs
 
 
 BASE_FILES = ("configs", "app", "collectors", "jaeger", "victorialogs", "prometheus", "alertmanager", "grafana",
@@ -674,18 +789,21 @@ def files() -> dict[str, str]:
         "grafana": grafana_objects(configs),
         "network-policies": network_policies(),
     }
-    out = {f"base/{name}.yaml": dump(objs) for name, objs in base.items()}
+    out = {f"base/{name}.yaml": dump(mark_secret_readers(objs)) for name, objs in base.items()}
+    required_spread = [o["metadata"]["name"] for objs in base.values() for o in objs if o["kind"] == "StatefulSet"
+                       and o["spec"]["template"]["spec"].get("topologySpreadConstraints")]
     out["base/kustomization.yaml"] = dump_one({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "labels": [{"pairs": {"app.kubernetes.io/version": app_version()}, "includeSelectors": False}],
         "resources": [f"{name}.yaml" for name in BASE_FILES]})
     out["overlays/dev/namespace.yaml"] = dump_one(namespace(NAMESPACES["dev"]))
-    out["overlays/dev/postgres-redis.yaml"] = dump(dev_objects())
+    out["overlays/dev/postgres-redis.yaml"] = dump(mark_secret_readers(dev_objects()))
     out["overlays/dev/kustomization.yaml"] = dump_one({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "namespace": NAMESPACES["dev"],
         "resources": ["namespace.yaml", "../../base", "postgres-redis.yaml"],
-        "patches": [env_patch({"name": "REDIS_URL", "value": DEV_REDIS_URL})]})
+        "patches": [env_patch({"name": "REDIS_URL", "value": DEV_REDIS_URL}),
+                    *[spread_preferred_patch(name) for name in required_spread]]})
     out["overlays/prod/namespace.yaml"] = dump_one(namespace(NAMESPACES["prod"]))
     out["overlays/prod/kustomization.yaml"] = dump_one({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",

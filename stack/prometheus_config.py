@@ -118,10 +118,14 @@ def kubernetes_shape(config: dict) -> dict:
       node), by DNS discovery of their headless Services: no RBAC needed, and a new gateway is
       scraped within a refresh. The instance label is then the pod IP; the gateway's name is
       in collector.instance.id.
+
+    And the size cap of retention follows the PVC (stack/kubernetes.py), not the laptop's 2 GB.
     """
-    from stack.kubernetes import peer
+    from stack.kubernetes import peer, store_size_cap_gib
 
     config = ha_shape(config)
+    # Prometheus' size units are base 2 (GB = GiB).
+    config["storage"]["tsdb"]["retention"]["size"] = f"{store_size_cap_gib('prometheus')}GB"
     gateway_hosts = [ha.GATEWAY_HOST.format(i=i) for i in range(ha.DEFAULT_GATEWAYS)]
     discovered = {
         tuple(f"{g}:{C['otelcol_prometheus']}" for g in gateway_hosts): ([ha.GATEWAY_ALIAS], C["otelcol_prometheus"]),

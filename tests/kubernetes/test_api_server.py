@@ -18,7 +18,8 @@ pytestmark = pytest.mark.needs_build("kubernetes", "etcd", "kubeconform")
 
 # What each overlay's workloads must turn into: Pods per owner (name prefix).
 EXPECTED_PODS = {
-    "hitl-review-": 2, "hitl-review-migrate-": 1, "otel-agent-": 1, "otel-gateway-": ha.DEFAULT_GATEWAYS,
+    "hitl-review-": 2,  # the HPA's minReplicas (the Deployment sets no replicas)
+    "otel-agent-": 1, "otel-gateway-": ha.DEFAULT_GATEWAYS,
     "jaeger-": 1, "victorialogs-": 1, "prometheus-": ha.PROMETHEUS_REPLICAS, "alertmanager-": ha.ALERTMANAGERS,
     "grafana-": 1,
 }
@@ -98,8 +99,6 @@ def test_the_defaults_are_what_the_manifests_expect(cluster, applied):
     am = cluster.get("service", "alertmanager-headless", "-n", ns)["spec"]
     assert am["publishNotReadyAddresses"] is True
     assert {(p["port"], p["protocol"]) for p in am["ports"]} == {(9093, "TCP"), (9094, "TCP"), (9094, "UDP")}
-    job = cluster.get("job", f"hitl-review-migrate-{kubernetes.app_version().replace('.', '-')}", "-n", ns)["spec"]
-    assert job["completions"] == 1 and job["backoffLimit"] == 4
 
 
 def pods_by_owner(cluster, ns: str) -> dict[str, list[dict]]:
@@ -149,7 +148,7 @@ def test_pod_security_refuses_a_root_pod_in_these_namespaces(cluster, applied):
 def test_the_produced_pods_carry_images_probes_resources_security_secrets_and_configs(produced_pods, rendered, overlay):
     images = kubernetes.images()
     by_owner = produced_pods[overlay]
-    want_image = {"hitl-review-": images["app"], "hitl-review-migrate-": images["app"], "otel-agent-": images["agent"],
+    want_image = {"hitl-review-": images["app"], "otel-agent-": images["agent"],
                   "otel-gateway-": images["gateway"], "jaeger-": images["jaeger"], "victorialogs-": images["victorialogs"],
                   "prometheus-": images["prometheus"], "alertmanager-": images["alertmanager"], "grafana-": images["grafana"],
                   "postgres-": images["postgres"], "redis-": images["redis"]}
@@ -164,8 +163,7 @@ def test_the_produced_pods_carry_images_probes_resources_security_secrets_and_co
                 assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
                 assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
                 assert c["resources"]["limits"] and c["resources"]["requests"], name
-                if owner != "hitl-review-migrate-":
-                    assert c["readinessProbe"] and c["livenessProbe"], name
+                assert c["readinessProbe"] and c["livenessProbe"], name
             # No service account token: none of these talks to the API server.
             assert not any(v["name"].startswith("kube-api-access") for v in spec["volumes"]), name
 

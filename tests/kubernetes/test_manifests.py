@@ -67,6 +67,7 @@ def test_prometheus_on_kubernetes_differs_from_the_ha_file_only_in_its_targets()
         for holder in [*config["alerting"]["alertmanagers"], *config["scrape_configs"]]:
             holder.pop("static_configs", None)
             holder.pop("dns_sd_configs", None)
+        config["storage"]["tsdb"]["retention"].pop("size")  # the volume's (test_the_stores_size_caps...)
         return config
     assert without_targets(k8s) == without_targets(ha_file)
     text = prometheus_config.kubernetes_file()
@@ -101,13 +102,15 @@ def test_the_app_limits_are_the_thresholds_the_alerts_divide_by(rendered):
     res = kubernetes.app_resources()
     deploy = by_kind_name(rendered["prod"])[("Deployment", "hitl-review")]
     limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-    assert limits == {"cpu": f"{res['cpu']:g}", "memory": f"{res['memory'] // (1 << 20)}Mi"}
+    assert {k: limits[k] for k in ("cpu", "memory")} == {"cpu": f"{res['cpu']:g}", "memory": f"{res['memory'] // (1 << 20)}Mi"}
 
 
 def test_victorialogs_gets_the_flags_file_line_for_line(rendered):
     sts = by_kind_name(rendered["prod"])[("StatefulSet", "victorialogs")]
     args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[2:] == kubernetes.victorialogs_flags() and len(args) > 3
+    cap = kubernetes.VICTORIALOGS_CAP_FLAG  # the volume's (test_the_stores_size_caps_follow_their_volumes)
+    assert [a for a in args[2:] if not a.startswith(cap)] == [f for f in kubernetes.victorialogs_flags() if not f.startswith(cap)]
+    assert len(args) > 3 and len(args[2:]) == len(kubernetes.victorialogs_flags())
 
 
 def test_the_alertmanager_cluster_uses_the_shared_gossip_settings(rendered):
@@ -127,7 +130,7 @@ def test_every_container_has_requests_limits_and_probes(rendered, overlay):
         for c in containers(obj):
             where = f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}"
             for kind in ("requests", "limits"):
-                assert set(c.get("resources", {}).get(kind, {})) == {"cpu", "memory"}, f"{where}: {kind}"
+                assert set(c.get("resources", {}).get(kind, {})) == {"cpu", "memory", "ephemeral-storage"}, f"{where}: {kind}"
             if obj["kind"] != "Job":  # a Job's container runs to its end; nothing to probe
                 assert "readinessProbe" in c and "livenessProbe" in c, f"{where}: probes"
 
@@ -205,15 +208,11 @@ def test_only_the_dev_overlay_runs_a_database(rendered):
 def test_the_app_keeps_capacity_through_rollouts_and_disruptions(rendered):
     objs = by_kind_name(rendered["prod"])
     deploy = objs[("Deployment", "hitl-review")]["spec"]
-    assert deploy["replicas"] >= 2
     assert deploy["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     pdb = objs[("PodDisruptionBudget", "hitl-review")]["spec"]
-    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == deploy["selector"]["matchLabels"]
+    assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"] == deploy["selector"]["matchLabels"]
     hpa = objs[("HorizontalPodAutoscaler", "hitl-review")]["spec"]
-    assert hpa["minReplicas"] == deploy["replicas"] and hpa["metrics"][0]["resource"]["name"] == "cpu"
-    job = next(o for o in rendered["prod"] if o["kind"] == "Job")
-    assert job["metadata"]["name"].endswith(kubernetes.app_version().replace(".", "-"))
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert hpa["minReplicas"] >= 2 and hpa["metrics"][0]["resource"]["name"] == "cpu"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -238,3 +237,204 @@ def test_network_policies_let_only_the_collectors_take_otlp(rendered, overlay):
     assert len(db) == (2 if overlay == "dev" else 0)
     for p in db:
         assert p["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "hitl-review"}}}]
+
+
+# -- what an SRE reads in the manifests --------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_non_root_pod_can_read_the_secrets_it_mounts(rendered, overlay):
+    # The kubelet writes a Secret volume's files as root; with fsGroup it gives them that group and
+    # ORs in group read (pkg/volume/volume_linux.go in kubernetes/kubernetes), else only the mode
+    # counts: a non-root process reads them through fsGroup or through "other".
+    for obj in workloads(rendered[overlay]):
+        pod = obj["spec"]["template"]["spec"]
+        ctx = pod["securityContext"]
+        for v in pod.get("volumes", []):
+            if "secret" not in v:
+                continue
+            modes = [v["secret"].get("defaultMode", 0o644)] + [i["mode"] for i in v["secret"].get("items", []) if "mode" in i]
+            readable_by_group = ctx.get("fsGroup") == ctx.get("runAsGroup", ctx["runAsUser"])
+            readable_by_other = all(m & 0o004 for m in modes)
+            assert readable_by_group or readable_by_other, (
+                f"{overlay}: {obj['kind']} {obj['metadata']['name']} runs as {ctx['runAsUser']} without fsGroup and "
+                f"mounts Secret {v['secret']['secretName']} with mode {oct(modes[0])}: unreadable")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_workload_an_hpa_scales_sets_its_own_replicas(rendered, overlay):
+    # Every apply of a `replicas` field would reset the HPA's count (and the HPA would scale again).
+    objs = by_kind_name(rendered[overlay])
+    targets = [o for o in rendered[overlay] if o["kind"] == "HorizontalPodAutoscaler"]
+    assert targets
+    for hpa in targets:
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert "replicas" not in objs[(ref["kind"], ref["name"])]["spec"], f"{overlay}: {ref['kind']} {ref['name']}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_app_migrates_at_start_within_its_startup_probe_and_no_job_duplicates_it(rendered, overlay):
+    # `python -m app` migrates under a PostgreSQL advisory lock (app/migrations/env.py), so replicas
+    # starting together take turns; a Job named by the version would fail to apply ("field is
+    # immutable") on any template change within a version.
+    objs = rendered[overlay]
+    assert not [o["metadata"]["name"] for o in objs if o["kind"] == "Job"], overlay
+    app = by_kind_name(objs)[("Deployment", "hitl-review")]["spec"]["template"]["spec"]["containers"][0]
+    assert "args" not in app, "the image's default command serves (and migrates first)"
+    startup = app["startupProbe"]
+    # Replicas wait for each other's migration before serving: minutes, not the 60 s of a bare start.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, startup
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_with_a_liveness_probe_has_a_startup_probe(rendered, overlay):
+    # Without one, a store replaying its data after a crash is killed by its liveness probe
+    # before it is up, and starts the replay again.
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            if "livenessProbe" in c:
+                assert "startupProbe" in c, f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}"
+
+
+def replica_count(obj: dict, objs: list[dict]) -> int:
+    """The workload's replicas, or its HPA's minimum (an HPA target sets none)."""
+    for hpa in (o for o in objs if o["kind"] == "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        if (ref["kind"], ref["name"]) == (obj["kind"], obj["metadata"]["name"]):
+            return hpa["spec"]["minReplicas"]
+    return obj["spec"].get("replicas", 1)
+
+
+# A one-node dev cluster must schedule every replica: spreading is required in prod only.
+SPREAD_WHEN_UNSATISFIABLE = {"prod": "DoNotSchedule", "dev": "ScheduleAnyway"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_replicated_workload_has_a_pdb_of_one_and_spreads_over_nodes(rendered, overlay):
+    objs = rendered[overlay]
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    replicated = [o for o in workloads(objs) if o["kind"] in ("Deployment", "StatefulSet") and replica_count(o, objs) > 1]
+    assert {o["metadata"]["name"] for o in replicated} >= {"hitl-review", "otel-gateway", "prometheus", "alertmanager"}
+    for obj in replicated:
+        where = f"{overlay}: {obj['kind']} {obj['metadata']['name']}"
+        sel = obj["spec"]["selector"]["matchLabels"]
+        mine = [p for p in pdbs if p["spec"]["selector"]["matchLabels"] == sel]
+        assert len(mine) == 1, f"{where}: PDB"
+        # One pod at a time: a drain never takes two replicas (minAvailable 1 let it take 5 of 6).
+        assert mine[0]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": sel}}, where
+        spread = [t for t in obj["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+                  if t["topologyKey"] == "kubernetes.io/hostname" and t["labelSelector"]["matchLabels"] == sel]
+        assert len(spread) == 1 and spread[0]["maxSkew"] == 1, f"{where}: spreading by node"
+        if obj["kind"] == "StatefulSet":  # the stateful HA sets: one node holds one replica's data
+            assert spread[0]["whenUnsatisfiable"] == SPREAD_WHEN_UNSATISFIABLE[overlay], where
+
+
+def quantity_bytes(q: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    for suffix, factor in units.items():
+        if q.endswith(suffix):
+            return int(q[:-len(suffix)]) * factor
+    return int(q)
+
+
+def test_the_agents_disk_queue_fits_its_volume_and_survives_a_long_outage(rendered):
+    # What agent.yaml's persistent queues may hold: queue_size batches of up to send_batch_size
+    # items each, per exporter that queues on file_storage.
+    agent_config = yaml.safe_load((REPO_ROOT / "otel-collector" / "agent.yaml").read_text())
+    batch = agent_config["processors"]["batch"]["send_batch_size"]
+    queued = [e["sending_queue"]["queue_size"] * batch for e in agent_config["exporters"].values()
+              if isinstance(e, dict) and e.get("sending_queue", {}).get("storage") == "file_storage"]
+    assert queued
+    can_hold = sum(queued) * kubernetes.QUEUED_ITEM_BYTES
+    for overlay in OVERLAYS:
+        agent = by_kind_name(rendered[overlay])[("DaemonSet", "otel-agent")]["spec"]["template"]["spec"]
+        volume = next(v for v in agent["volumes"] if v["name"] == "file-storage")
+        assert quantity_bytes(volume["emptyDir"]["sizeLimit"]) >= can_hold, (overlay, volume, can_hold)
+        limit = quantity_bytes(agent["containers"][0]["resources"]["limits"]["ephemeral-storage"])
+        assert limit > quantity_bytes(volume["emptyDir"]["sizeLimit"]), "the queue and the container's logs"
+        # Under node pressure the kubelet evicts lower priorities first; the agent carries everyone's telemetry.
+        priority = by_kind_name(rendered[overlay])[("PriorityClass", agent["priorityClassName"])]
+        assert priority["value"] >= 1_000_000 and priority.get("globalDefault") is not True
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_declares_ephemeral_storage(rendered, overlay):
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            res = c["resources"]
+            assert "ephemeral-storage" in res["requests"] and "ephemeral-storage" in res["limits"], (
+                f"{overlay}: {obj['kind']} {obj['metadata']['name']}/{c['name']}")
+
+
+def test_the_stores_size_caps_follow_their_volumes(rendered):
+    # A size cap far below the volume silently cuts the retention window (31 days for the SLOs);
+    # one at or above it fills the disk. Both: 80-90% of the claim.
+    objs = by_kind_name(rendered["prod"])
+
+    def claim_bytes(name: str) -> int:
+        sts = objs[("StatefulSet", name)]
+        return quantity_bytes(sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"])
+
+    config = yaml.safe_load(objs[("ConfigMap", "prometheus")]["data"]["prometheus.yml"])
+    retention = config["storage"]["tsdb"]["retention"]
+    assert retention["time"] == "31d"
+    prometheus_cap = quantity_bytes(retention["size"].replace("GB", "Gi"))  # Prometheus' units are base 2
+    assert 0.8 <= prometheus_cap / claim_bytes("prometheus") < 0.9, retention
+    args = objs[("StatefulSet", "victorialogs")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    cap = next(a.split("=", 1)[1] for a in args if a.startswith("-retention.maxDiskSpaceUsageBytes="))
+    assert 0.8 <= quantity_bytes(cap.replace("GiB", "Gi")) / claim_bytes("victorialogs") < 0.9, cap
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grafana_reads_one_prometheus_replica(rendered, overlay):
+    # Two independent replicas behind one Service: each refresh could draw from the other one,
+    # and graphs (and rate() over counter resets) disagree between refreshes.
+    objs = by_kind_name(rendered[overlay])
+    datasources = yaml.safe_load(objs[("ConfigMap", "grafana-datasources")]["data"]["datasources.yaml"])
+    url = next(d["url"] for d in datasources["datasources"] if d["type"] == "prometheus")
+    host = url.split("//", 1)[1].split(":", 1)[0]
+    selector = objs[("Service", host)]["spec"]["selector"]
+    assert selector.get("statefulset.kubernetes.io/pod-name") == "prometheus-0", (url, selector)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_pod_downloads_plugins_at_start(rendered, overlay):
+    # An air-gapped cluster has no plugin catalogue: the plugin is in our Grafana image.
+    for obj in workloads(rendered[overlay]):
+        for c in containers(obj):
+            names = {e["name"] for e in c.get("env", [])}
+            assert not {n for n in names if n.startswith(("GF_INSTALL_PLUGINS", "GF_PLUGINS_PREINSTALL"))}, (
+                f"{overlay}: {obj['metadata']['name']}/{c['name']}: {names}")
+    grafana = by_kind_name(rendered[overlay])[("StatefulSet", "grafana")]["spec"]["template"]["spec"]["containers"][0]
+    assert grafana["image"] == kubernetes.images()["grafana"] and not grafana["image"].startswith("docker.io/")
+
+
+def references_a_secret(obj: dict) -> bool:
+    pod = obj["spec"]["template"]["spec"]
+    return (any("secret" in v for v in pod.get("volumes", []))
+            or any("secretKeyRef" in e.get("valueFrom", {}) for c in containers(obj) for e in c.get("env", [])))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_documented_secret_rotation_restarts_every_pod_that_reads_a_secret(rendered, overlay):
+    # Nothing restarts a pod when a Secret changes (environment variables keep the old value,
+    # and most programs read their secret files once): the rotation runbook restarts, by label,
+    # exactly the workloads that read one.
+    label = kubernetes.SECRET_ROTATION_LABEL
+    for obj in workloads(rendered[overlay]):
+        marked = obj["metadata"].get("labels", {}).get(label) == "true"
+        assert marked == references_a_secret(obj), f"{overlay}: {obj['kind']} {obj['metadata']['name']}"
+    docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"rollout restart deployment,statefulset,daemonset -l {label}=true" in docs
+
+
+def test_prometheus_size_cap_holds_the_slo_window_at_the_hpas_maximum(rendered):
+    # docs/capacity.md's sizing: 16 series per span-metric combination, ~50 combinations per app
+    # instance, once per gateway; up to 2 bytes per sample; the span metrics scraped every 2.5 s.
+    objs = by_kind_name(rendered["prod"])
+    hpa = objs[("HorizontalPodAutoscaler", "hitl-review")]["spec"]
+    series = 16 * 50 * hpa["maxReplicas"] * ha.DEFAULT_GATEWAYS
+    window_seconds = 31 * 86400
+    needed = series / 2.5 * 2 * window_seconds
+    config = yaml.safe_load(objs[("ConfigMap", "prometheus")]["data"]["prometheus.yml"])
+    cap = quantity_bytes(config["storage"]["tsdb"]["retention"]["size"].replace("GB", "Gi"))
+    assert cap >= needed, f"the size cap ({cap / 2**30:.0f} GiB) cuts the 31 days ({needed / 2**30:.1f} GiB needed)"
